@@ -1,0 +1,56 @@
+# matalu: `make demo` and `make test` do everything on a fresh machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.matalu-installed
+SYSTOOLS := ffmpeg espeak-ng sox
+APT_PKGS := ffmpeg espeak-ng sox libsndfile1
+OUT ?= data/demo
+
+.PHONY: setup demo test test-all bench lock sysdeps clean
+
+setup: sysdeps $(STAMP)
+
+# System tools: installed with apt-get when missing and running as root; otherwise say what to install.
+sysdeps:
+	@missing=""; for t in $(SYSTOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	ldconfig -p 2>/dev/null | grep -q libsndfile || missing="$$missing libsndfile1"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "[setup] installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS) >/dev/null; \
+	  else \
+	    echo "[setup] missing system tools:$$missing"; \
+	    echo "        install them, e.g.: sudo apt-get install -y $(APT_PKGS)"; exit 1; \
+	  fi; \
+	fi
+
+# The venv: uv (from PyPI) installs the pinned lock; torch and torchaudio come in together at 2.11.0.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==0.13.9"
+	$(BIN)/uv pip install --python $(BIN)/python -q torch==2.11.0 torchaudio==2.11.0
+	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/matalu ingest --out $(OUT)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "" tests
+
+bench: setup
+	$(BIN)/python benchmarks/ingest.py
+
+# Re-pin after changing dependencies in pyproject.toml.
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-header -o requirements.lock
+
+clean:
+	rm -rf $(VENV) data/demo .pytest_cache

@@ -1,0 +1,33 @@
+"""Typed manifest rows, their Parquet schemas, read/write, and stats (DESIGN §3)."""
+
+from manifests.rows import ROW_TYPES, Recording, Reject, Run, Sample, Shard, Turn
+from manifests.io import (
+    MANIFEST_DIR,
+    SUCCESS,
+    concat_tables,
+    manifest_uri,
+    read_rows,
+    read_table,
+    resolve_table_uri,
+    to_table,
+    write_rows,
+)
+
+__all__ = [
+    "ROW_TYPES",
+    "Recording",
+    "Reject",
+    "Run",
+    "Sample",
+    "Shard",
+    "Turn",
+    "MANIFEST_DIR",
+    "SUCCESS",
+    "concat_tables",
+    "manifest_uri",
+    "read_rows",
+    "read_table",
+    "resolve_table_uri",
+    "to_table",
+    "write_rows",
+]

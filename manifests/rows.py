@@ -1,0 +1,260 @@
+"""Typed manifest rows (DESIGN §3) with explicit Parquet schemas.
+
+Every row kind is a dataclass with ``to_dict`` and a tolerant ``from_dict`` (unknown keys are ignored and missing
+optional keys take their defaults), so manifests written by older versions stay readable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import pyarrow as pa
+
+T = TypeVar("T", bound="Row")
+
+TURN_TYPE = pa.struct(
+    [
+        ("role", pa.string()),
+        ("speaker", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("text", pa.string()),
+    ]
+)
+
+
+@dataclass
+class Turn:
+    """One speaker turn inside a sample or recording; times in seconds from the sample/recording start."""
+
+    role: str  # "user" | "system" | "" (unknown)
+    speaker: str
+    start_s: float
+    end_s: float
+    text: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Turn":
+        return cls(
+            role=d.get("role") or "",
+            speaker=d.get("speaker") or "",
+            start_s=float(d["start_s"]),
+            end_s=float(d["end_s"]),
+            text=d.get("text") or "",
+        )
+
+
+class Row:
+    SCHEMA: ClassVar[pa.Schema]
+    TABLE: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if f.name == "turns":
+                v = [t.to_dict() if isinstance(t, Turn) else dict(t) for t in v]
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        kwargs = {k: v for k, v in d.items() if k in names}
+        if "turns" in kwargs and kwargs["turns"] is not None:
+            kwargs["turns"] = [t if isinstance(t, Turn) else Turn.from_dict(t) for t in kwargs["turns"]]
+        if "speakers" in kwargs and kwargs["speakers"] is not None:
+            kwargs["speakers"] = list(kwargs["speakers"])
+        for k in [k for k, v in kwargs.items() if v is None]:
+            f = next(f for f in dataclasses.fields(cls) if f.name == k)  # type: ignore[arg-type]
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                del kwargs[k]
+        return cls(**kwargs)
+
+
+@dataclass
+class Recording(Row):
+    """One input audio file (or archive member) with what its corpus says about it."""
+
+    TABLE: ClassVar[str] = "recordings"
+    recording_id: str
+    source: str
+    uri: str  # local path, s3:// or http(s):// URL
+    member: str = ""  # path inside an archive, when the audio lives in one
+    sha256: str = ""
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    speaker_id: str = ""
+    gender: str = ""
+    text: str = ""
+    language: str = "te"
+    license: str = ""
+    split: str = ""
+    # Known speaker turns (synthetic dialogs, IndicVoices); channel_roles names the role on each channel when
+    # the recording keeps speakers on separate channels (e.g. ["system", "user"]).
+    turns: list[Turn] = field(default_factory=list)
+    channel_roles: list[str] = field(default_factory=list)
+
+    SCHEMA: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("recording_id", pa.string()),
+            ("source", pa.string()),
+            ("uri", pa.string()),
+            ("member", pa.string()),
+            ("sha256", pa.string()),
+            ("duration_s", pa.float64()),
+            ("sample_rate", pa.int32()),
+            ("channels", pa.int32()),
+            ("speaker_id", pa.string()),
+            ("gender", pa.string()),
+            ("text", pa.string()),
+            ("language", pa.string()),
+            ("license", pa.string()),
+            ("split", pa.string()),
+            ("turns", pa.list_(TURN_TYPE)),
+            ("channel_roles", pa.list_(pa.string())),
+        ]
+    )
+
+
+@dataclass
+class Sample(Row):
+    """One sample in a shard: a ``mono`` utterance or a 2-channel ``dialog`` window (ch0 system, ch1 user)."""
+
+    TABLE: ClassVar[str] = "samples"
+    sample_id: str
+    kind: str  # "mono" | "dialog"
+    shard: str
+    source: str
+    recording_id: str
+    start_s: float
+    end_s: float
+    duration_s: float
+    channels: int
+    sample_rate: int = 16000
+    speakers: list[str] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+    text: str = ""
+    license: str = ""
+    sha256: str = ""  # of the audio member's bytes (the .flac)
+    snr_db: float | None = None
+    speech_ratio: float | None = None
+    clipping: float | None = None
+    codec_id: str = ""
+    split: str = ""
+
+    SCHEMA: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("kind", pa.string()),
+            ("shard", pa.string()),
+            ("source", pa.string()),
+            ("recording_id", pa.string()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("duration_s", pa.float64()),
+            ("channels", pa.int32()),
+            ("sample_rate", pa.int32()),
+            ("speakers", pa.list_(pa.string())),
+            ("turns", pa.list_(TURN_TYPE)),
+            ("text", pa.string()),
+            ("license", pa.string()),
+            ("sha256", pa.string()),
+            ("snr_db", pa.float64()),
+            ("speech_ratio", pa.float64()),
+            ("clipping", pa.float64()),
+            ("codec_id", pa.string()),
+            ("split", pa.string()),
+        ]
+    )
+
+
+@dataclass
+class Shard(Row):
+    TABLE: ClassVar[str] = "shards"
+    uri: str
+    kind: str  # "segments" | "tokens"
+    sample_kind: str  # "mono" | "dialog"
+    source: str
+    unit: str
+    n_samples: int
+    seconds: float
+    bytes: int
+    sha256: str
+    codec_id: str = ""
+    created_by: str = ""  # run_id
+
+    SCHEMA: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("uri", pa.string()),
+            ("kind", pa.string()),
+            ("sample_kind", pa.string()),
+            ("source", pa.string()),
+            ("unit", pa.string()),
+            ("n_samples", pa.int64()),
+            ("seconds", pa.float64()),
+            ("bytes", pa.int64()),
+            ("sha256", pa.string()),
+            ("codec_id", pa.string()),
+            ("created_by", pa.string()),
+        ]
+    )
+
+
+@dataclass
+class Reject(Row):
+    """Something that did not become a sample, and why. ``reason`` is a short code, ``detail`` a sentence."""
+
+    TABLE: ClassVar[str] = "rejects"
+    item: str  # recording_id, or a segment id <recording_id>@<start>-<end>
+    stage: str
+    reason: str
+    detail: str = ""
+    source: str = ""
+    recording_id: str = ""
+    seconds: float | None = None
+
+    SCHEMA: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("item", pa.string()),
+            ("stage", pa.string()),
+            ("reason", pa.string()),
+            ("detail", pa.string()),
+            ("source", pa.string()),
+            ("recording_id", pa.string()),
+            ("seconds", pa.float64()),
+        ]
+    )
+
+
+@dataclass
+class Run(Row):
+    TABLE: ClassVar[str] = "runs"
+    run_id: str
+    command: str
+    config: str  # JSON
+    versions: str  # JSON: python, torch, ray, matalu git sha
+    started: str
+    ended: str
+    counts: str  # JSON
+
+    SCHEMA: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("command", pa.string()),
+            ("config", pa.string()),
+            ("versions", pa.string()),
+            ("started", pa.string()),
+            ("ended", pa.string()),
+            ("counts", pa.string()),
+        ]
+    )
+
+
+ROW_TYPES: dict[str, type[Row]] = {c.TABLE: c for c in (Recording, Sample, Shard, Reject, Run)}

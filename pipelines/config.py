@@ -1,0 +1,122 @@
+"""Ingestion configuration: one dataclass per component, loaded from YAML, dumped as JSON beside the output."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.stages.quality import FilterConfig
+from pipelines.stages.segment import SegmentConfig
+from pipelines.stages.vad import VadConfig
+from storage import StorageOptions
+
+PIPELINE_VERSION = 1  # bump when stage code changes what a unit produces; committed units are then redone
+
+
+@dataclass
+class SourceSpec:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ShardConfig:
+    max_bytes: int = 256 * 1024 * 1024
+    max_samples: int = 1000
+    flac_compression: float = 0.5
+
+
+@dataclass
+class IngestConfig:
+    out: str = "data/out"
+    sources: list[SourceSpec] = field(default_factory=lambda: [SourceSpec("synthetic")])
+    sources_dir: str = "data/sources"  # where recipes download/extract/synthesize (a shared path on clusters)
+    address: str | None = None  # None: RAY_ADDRESS or a new local Ray; "auto"; "ray://host:10001"
+    num_workers: int | None = None  # unit-processing actors; default: one per CPU in the cluster
+    num_cpus: int | None = None  # CPUs for a local Ray started by this job
+    unit_size: int = 16  # recordings per work unit
+    sample_rate: int = 16000
+    vad: VadConfig = field(default_factory=VadConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+    storage: StorageOptions = field(default_factory=StorageOptions)
+
+    def validate(self) -> None:
+        if self.sample_rate != 16000:
+            raise ValueError("sample_rate must be 16000: Silero VAD and the codec work at 16 kHz")
+        if self.unit_size < 1:
+            raise ValueError("unit_size must be at least 1")
+        if not self.sources:
+            raise ValueError("no sources configured")
+        self.segment.validate()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+
+    def processing_fingerprint(self) -> str:
+        """What a unit's output depends on besides its recordings."""
+        d = {k: v for k, v in self.to_dict().items() if k in ("sample_rate", "vad", "segment", "filters", "shards")}
+        d["pipeline_version"] = PIPELINE_VERSION
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(names))}")
+        return tp(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in value.items()})
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return [_build(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        return tuple(value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _build(args[0], value, where) if len(args) == 1 else value
+    if tp is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def config_from_dict(d: dict) -> IngestConfig:
+    d = dict(d)
+    if "sources" in d:
+        d["sources"] = [{"name": s} if isinstance(s, str) else s for s in d["sources"]]
+    cfg = _build(IngestConfig, d, "config")
+    cfg.validate()
+    return cfg
+
+
+def load_config(path: str | Path | None) -> IngestConfig:
+    if path is None:
+        return IngestConfig()
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"config file {p} does not exist")
+    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: the config must be a YAML mapping")
+    return config_from_dict(data)

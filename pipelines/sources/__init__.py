@@ -1,0 +1,22 @@
+"""Corpus recipes, one module per source (DESIGN §6): ``download(target, **options)`` and
+``prepare(downloaded, **options) -> Iterable[Recording | Reject]``, plus ``NAME`` and ``INFO``."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_MODULES = {
+    "synthetic": "pipelines.sources.synthetic",
+    "manifest": "pipelines.sources.manifest",
+}
+
+
+def names() -> list[str]:
+    return sorted(_MODULES)
+
+
+def get(name: str) -> ModuleType:
+    if name not in _MODULES:
+        raise KeyError(f"unknown source {name!r}; known sources: {', '.join(names())}")
+    return importlib.import_module(_MODULES[name])

@@ -1,0 +1,296 @@
+"""One work unit -> its segment shard parts and manifest parts (DESIGN §4).
+
+A unit is a fixed, sorted list of recordings. Its output depends only on those recordings and the processing
+config (the unit *fingerprint*), which gives determinism, resume (a unit whose ``_DONE`` marker holds the same
+fingerprint is skipped) and retry (shards and parts go to temp names first, ``_DONE`` is written last).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import storage
+from manifests.io import MANIFEST_DIR, read_rows, table_bytes, to_table
+from manifests.rows import Recording, Reject, Sample, Shard, Turn
+from pipelines.config import IngestConfig
+from pipelines.sources.manifest import safe_id
+from pipelines.stages import quality as Q
+from pipelines.stages.decode import DecodeError, Decoded, decode_bytes
+from pipelines.stages.flac import encode_flac
+from pipelines.stages.segment import SYSTEM, USER, dialog_audio, dialog_windows, mono_spans, turns_in
+from pipelines.stages.vad import SileroVad, speech_mask, speech_regions
+
+DONE = "_DONE"
+
+
+@dataclass
+class WorkUnit:
+    unit_id: str
+    source: str
+    index: int
+    recordings: list[Recording]
+    fingerprint: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"unit_id": self.unit_id, "source": self.source, "index": self.index, "fingerprint": self.fingerprint,
+             "recordings": [r.to_dict() for r in self.recordings]},
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, s: str) -> "WorkUnit":
+        d = json.loads(s)
+        return cls(d["unit_id"], d["source"], d["index"], [Recording.from_dict(r) for r in d["recordings"]], d["fingerprint"])
+
+
+def make_units(recordings: list[Recording], unit_size: int, processing_fp: str) -> list[WorkUnit]:
+    """Group recordings by source, sort by id, cut into units of ``unit_size``."""
+    by_source: dict[str, list[Recording]] = {}
+    for r in recordings:
+        by_source.setdefault(r.source, []).append(r)
+    units = []
+    for source in sorted(by_source):
+        recs = sorted(by_source[source], key=lambda r: r.recording_id)
+        for i in range(0, len(recs), unit_size):
+            chunk = recs[i : i + unit_size]
+            h = hashlib.sha256(processing_fp.encode())
+            for r in chunk:
+                h.update(json.dumps(r.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+            units.append(WorkUnit(f"{source}-{i // unit_size:05d}", source, i // unit_size, chunk, h.hexdigest()))
+    return units
+
+
+def parts_uri(out: str, unit_id: str) -> str:
+    return storage.join(out, MANIFEST_DIR, "parts", unit_id)
+
+
+def unit_done(out: str, unit: WorkUnit) -> bool:
+    uri = storage.join(parts_uri(out, unit.unit_id), DONE)
+    try:
+        return json.loads(storage.read_text(uri)).get("fingerprint") == unit.fingerprint
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+@dataclass
+class _Track:
+    channel: int  # channel index, or -1 for the mono mix
+    audio: np.ndarray
+    regions: list[tuple[float, float]] = field(default_factory=list)
+    mask: np.ndarray | None = None
+    noise: float = 0.0
+
+
+def _quality(tracks: list[_Track], a: int, b: int) -> Q.Quality:
+    snrs, clip, union = [], 0.0, None
+    for t in tracks:
+        seg, m = t.audio[a:b], t.mask[a:b]
+        clip = max(clip, Q.clipping_fraction(seg))
+        union = m.copy() if union is None else (union | m)
+        if m.any():
+            snrs.append(Q.snr_db(seg, m, t.noise))
+    ratio = float(union.mean()) if union is not None and union.size else 0.0
+    return Q.Quality(snr_db=round(min(snrs), 2) if snrs else 0.0, speech_ratio=round(ratio, 4), clipping=round(clip, 6))
+
+
+class UnitProcessor:
+    """Holds the VAD model; turns a unit into shards and manifest parts."""
+
+    def __init__(self, cfg: IngestConfig, run_id: str = "") -> None:
+        import torch
+
+        torch.set_num_threads(1)  # one core per actor; also keeps float results independent of thread count
+        storage.configure(cfg.storage)
+        self.cfg = cfg
+        self.run_id = run_id
+        self.vad = SileroVad(cfg.vad.batch_windows)
+
+    # ------------------------------------------------------------------------------------------------------
+    def process(self, unit: WorkUnit) -> dict:
+        t0 = time.perf_counter()
+        cfg, sr = self.cfg, self.cfg.sample_rate
+        rejects: list[Reject] = []
+        recs: list[Recording] = []
+        decoded: list[tuple[Recording, Decoded, list[_Track]]] = []
+
+        def reject(rec: Recording, item: str, stage: str, reason: str, detail: str, seconds: float | None = None) -> None:
+            rejects.append(Reject(item=item, stage=stage, reason=reason, detail=detail, source=rec.source,
+                                  recording_id=rec.recording_id, seconds=seconds))
+
+        for rec in unit.recordings:
+            rec = Recording.from_dict(rec.to_dict())
+            recs.append(rec)
+            try:
+                data = storage.read_bytes(rec.uri)
+            except Exception as e:  # missing file, S3 error, HTTP error
+                reject(rec, rec.recording_id, "read", "unreadable", f"cannot read {rec.uri}: {type(e).__name__}: {e}")
+                continue
+            rec.sha256 = storage.sha256_bytes(data)
+            try:
+                dec = decode_bytes(data, rec.uri, sr)
+            except DecodeError as e:
+                reject(rec, rec.recording_id, "decode", e.reason, e.detail)
+                continue
+            rec.duration_s = round(dec.duration_s, 4)
+            rec.sample_rate = dec.orig_sample_rate
+            rec.channels = dec.orig_channels
+            if rec.channel_roles and len(rec.channel_roles) == dec.channels:
+                tracks = [_Track(c, dec.audio[c]) for c in range(dec.channels)]
+            else:
+                mix = dec.audio.mean(axis=0) if dec.channels > 1 else dec.audio[0]
+                tracks = [_Track(-1, np.ascontiguousarray(mix))]
+            decoded.append((rec, dec, tracks))
+
+        all_tracks = [t for _, _, ts in decoded for t in ts]
+        for t, p in zip(all_tracks, self.vad.probs([t.audio for t in all_tracks])):
+            t.regions = speech_regions(p, len(t.audio), cfg.vad, sr)
+            t.mask = speech_mask(t.regions, len(t.audio), sr)
+            t.noise = Q.noise_floor(t.audio, t.mask)
+
+        mono: list[tuple[Sample, np.ndarray]] = []
+        dialog: list[tuple[Sample, np.ndarray]] = []
+        for rec, dec, tracks in decoded:
+            rid = safe_id(rec.recording_id)
+            if not any(t.regions for t in tracks):
+                reject(rec, rec.recording_id, "vad", "no_speech", f"no speech found in {dec.duration_s:.2f} s of audio",
+                       round(dec.duration_s, 3))
+                continue
+            if cfg.segment.mono:
+                mono += self._mono(rec, rid, tracks, reject)
+            if cfg.segment.dialog and rec.turns:
+                dialog += self._dialogs(rec, rid, dec, tracks, reject)
+
+        shard_rows: list[Shard] = []
+        samples: list[Sample] = []
+        for kind, items in (("mono", mono), ("dialog", dialog)):
+            if not items:
+                continue
+            shard_rows += self._write_shards(unit, kind, items)
+            samples += [s for s, _ in items]
+
+        self._commit_parts(unit, recs, samples, rejects, shard_rows)
+        return {
+            "unit_id": unit.unit_id,
+            "recordings": len(recs),
+            "mono": len(mono),
+            "dialog": len(dialog),
+            "rejects": len(rejects),
+            "seconds_in": round(sum(d.duration_s for _, d, _ in decoded), 3),
+            "seconds_out": round(sum(s.duration_s for s in samples), 3),
+            "elapsed_s": round(time.perf_counter() - t0, 3),
+        }
+
+    # ------------------------------------------------------------------------------------------------------
+    def _mono(self, rec: Recording, rid: str, tracks: list[_Track], reject) -> list[tuple[Sample, np.ndarray]]:
+        cfg, sr = self.cfg, self.cfg.sample_rate
+        out = []
+        spans_by_track = [(t, mono_spans(t.regions, cfg.filters.max_duration_s, cfg.segment.mono_max_gap_s)) for t in tracks]
+        n_spans = sum(len(s) for _, s in spans_by_track)
+        for t, spans in spans_by_track:
+            role = rec.channel_roles[t.channel] if t.channel >= 0 else ""
+            for s, e in spans:
+                a, b = int(round(s * sr)), int(round(e * sr))
+                tag = "x" if t.channel < 0 else str(t.channel)
+                sid = f"{rec.source}__{rid}__m{tag}-{int(round(s * 1000)):07d}"
+                q = _quality([t], a, b)
+                dur = round((b - a) / sr, 4)
+                bad = Q.check(dur, q, cfg.filters)
+                if bad:
+                    reject(rec, sid, "filters", bad[0], bad[1], dur)
+                    continue
+                if rec.turns:
+                    ts = [x for x in turns_in(rec.turns, s, e) if not role or x.role == role]
+                    text = " ".join(x.text for x in ts if x.text)
+                    speakers = sorted({x.speaker for x in ts if x.speaker})
+                else:
+                    ts = []
+                    text = rec.text if n_spans == 1 else ""
+                    speakers = [rec.speaker_id] if rec.speaker_id else []
+                audio = t.audio[a:b][None, :]
+                smp = Sample(sample_id=sid, kind="mono", shard="", source=rec.source, recording_id=rec.recording_id,
+                             start_s=round(s, 3), end_s=round(e, 3), duration_s=dur, channels=1, sample_rate=sr,
+                             speakers=speakers, turns=ts, text=text, license=rec.license, snr_db=q.snr_db,
+                             speech_ratio=q.speech_ratio, clipping=q.clipping, split=rec.split)
+                out.append((smp, audio))
+        return out
+
+    def _dialogs(self, rec: Recording, rid: str, dec: Decoded, tracks: list[_Track], reject) -> list[tuple[Sample, np.ndarray]]:
+        cfg, sr = self.cfg, self.cfg.sample_rate
+        roles = {t.role for t in rec.turns}
+        if not {SYSTEM, USER} <= roles:
+            reject(rec, rec.recording_id, "turns", "no_exchange", f"turns have roles {sorted(roles)}; a dialog needs user and system")
+            return []
+        windows, short = dialog_windows(rec.turns, dec.duration_s, cfg.segment)
+        for s, e, detail in short:
+            reject(rec, f"{rec.source}__{rid}__d-{int(round(s * 1000)):07d}", "turns", "dialog_too_short", detail, round(e - s, 3))
+        out = []
+        for s, e in windows:
+            a, b = int(round(s * sr)), int(round(e * sr))
+            sid = f"{rec.source}__{rid}__d-{int(round(s * 1000)):07d}"
+            ts = turns_in(rec.turns, s, e)
+            audio = dialog_audio(dec.audio[:, a:b], rec.channel_roles, ts, sr, cfg.segment.fade_s)
+            q = _quality(tracks, a, b)
+            dur = round((b - a) / sr, 4)
+            bad = Q.check(dur, q, cfg.filters, max_duration_s=cfg.segment.dialog_max_s)
+            if bad:
+                reject(rec, sid, "filters", bad[0], bad[1], dur)
+                continue
+            speakers = [next((t.speaker for t in ts if t.role == r), "") for r in (SYSTEM, USER)]
+            smp = Sample(sample_id=sid, kind="dialog", shard="", source=rec.source, recording_id=rec.recording_id,
+                         start_s=round(s, 3), end_s=round(e, 3), duration_s=dur, channels=2, sample_rate=sr,
+                         speakers=speakers, turns=ts, text="\n".join(t.text for t in ts if t.text),
+                         license=rec.license, snr_db=q.snr_db, speech_ratio=q.speech_ratio, clipping=q.clipping,
+                         split=rec.split)
+            out.append((smp, audio))
+        return out
+
+    def _write_shards(self, unit: WorkUnit, kind: str, items: list[tuple[Sample, np.ndarray]]) -> list[Shard]:
+        cfg = self.cfg
+        base = storage.join(cfg.out, "segments", unit.source, kind)
+        items.sort(key=lambda it: it[0].sample_id)
+        writer = storage.ShardWriter(
+            lambda part: storage.join(base, f"{unit.source}-{unit.index:05d}-{part:03d}.tar"),
+            max_bytes=cfg.shards.max_bytes,
+            max_samples=cfg.shards.max_samples,
+        )
+        seconds: dict[int, float] = {}
+        part_of: list[int] = []
+        with writer:
+            for smp, audio in items:
+                flac = encode_flac(audio, cfg.sample_rate, cfg.shards.flac_compression)
+                smp.sha256 = storage.sha256_bytes(flac)
+                meta = smp.to_dict()
+                meta.pop("shard")
+                meta["turns"] = [dict(t) for t in meta["turns"]]
+                part = writer.write(smp.sample_id, {"flac": flac, "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()})
+                seconds[part] = seconds.get(part, 0.0) + smp.duration_s
+                part_of.append(part)
+        for (smp, _), part in zip(items, part_of):
+            smp.shard = writer.shards[part].uri
+        return [
+            Shard(uri=info.uri, kind="segments", sample_kind=kind, source=unit.source, unit=unit.unit_id,
+                  n_samples=info.n_samples, seconds=round(seconds[i], 3), bytes=info.bytes, sha256=info.sha256,
+                  created_by=self.run_id)
+            for i, info in enumerate(writer.shards)
+        ]
+
+    def _commit_parts(self, unit, recs, samples, rejects, shards) -> None:
+        base = parts_uri(self.cfg.out, unit.unit_id)
+        old = storage.join(base, "shards.parquet")
+        if storage.exists(old):  # a redo (config changed): drop parts this run no longer produces
+            keep = {s.uri for s in shards}
+            for s in read_rows(old, Shard):
+                if s.uri not in keep:
+                    storage.remove(s.uri)
+        for name, rows, cls in (("recordings", recs, Recording), ("samples", samples, Sample),
+                                ("rejects", rejects, Reject), ("shards", shards, Shard)):
+            storage.write_bytes(storage.join(base, f"{name}.parquet"), table_bytes(to_table(rows, cls)))
+        storage.write_text(storage.join(base, DONE), json.dumps({"fingerprint": unit.fingerprint, "run_id": self.run_id}) + "\n")
+
+

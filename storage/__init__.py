@@ -1,0 +1,49 @@
+"""One small storage API over local paths and ``s3://`` URIs, plus the WebDataset shard writer/reader.
+
+Imports nothing from the other matalu packages (DESIGN §2)."""
+
+from storage.uri import (
+    StorageOptions,
+    configure,
+    current_options,
+    exists,
+    is_local,
+    is_s3,
+    join,
+    list_files,
+    local_path,
+    put_file,
+    read_bytes,
+    remove,
+    write_bytes,
+    write_text,
+    read_text,
+    sha256_bytes,
+    sha256_file,
+)
+from storage.shards import ShardInfo, ShardWriter, iter_shard, member_key_ok, shard_members
+
+__all__ = [
+    "StorageOptions",
+    "configure",
+    "current_options",
+    "exists",
+    "is_local",
+    "is_s3",
+    "join",
+    "list_files",
+    "local_path",
+    "put_file",
+    "read_bytes",
+    "remove",
+    "write_bytes",
+    "write_text",
+    "read_text",
+    "sha256_bytes",
+    "sha256_file",
+    "ShardInfo",
+    "ShardWriter",
+    "iter_shard",
+    "member_key_ok",
+    "shard_members",
+]
