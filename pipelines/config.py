@@ -39,7 +39,7 @@ class IngestConfig:
     address: str | None = None  # None: RAY_ADDRESS or a new local Ray; "auto"; "ray://host:10001"
     num_workers: int | None = None  # unit-processing actors; default: one per CPU in the cluster
     num_cpus: int | None = None  # CPUs for a local Ray started by this job
-    unit_size: int = 16  # recordings per work unit
+    unit_size: int = 8  # recordings per work unit
     sample_rate: int = 16000
     vad: VadConfig = field(default_factory=VadConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)

@@ -161,10 +161,14 @@ class UnitProcessor:
                 reject(rec, rec.recording_id, "vad", "no_speech", f"no speech found in {dec.duration_s:.2f} s of audio",
                        round(dec.duration_s, 3))
                 continue
-            if cfg.segment.mono:
-                mono += self._mono(rec, rid, tracks, reject)
-            if cfg.segment.dialog and rec.turns:
-                dialog += self._dialogs(rec, rid, dec, tracks, reject)
+            try:
+                m = self._mono(rec, rid, tracks, reject) if cfg.segment.mono else []
+                d = self._dialogs(rec, rid, dec, tracks, reject) if cfg.segment.dialog and rec.turns else []
+            except Exception as e:  # a bug must not lose the recording: it is rejected with the error
+                reject(rec, rec.recording_id, "segment", "internal_error", f"{type(e).__name__}: {e}")
+                continue
+            mono += m
+            dialog += d
 
         shard_rows: list[Shard] = []
         samples: list[Sample] = []

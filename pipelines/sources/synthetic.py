@@ -141,15 +141,25 @@ def _dialog(idx: int, pairs: list[dict], cfg: SyntheticConfig) -> tuple[np.ndarr
     return np.clip(stems, -1, 1), turns, meta
 
 
-def download(target: str | Path, *, config: SyntheticConfig | None = None, progress=None, **_: object) -> Path:
-    """'Download' = synthesize the dialogs into ``target`` (skipped when ``.completed`` matches the settings)."""
-    cfg = config or SyntheticConfig()
+def download(target: str | Path, *, config: SyntheticConfig | None = None, progress=None, **options: object) -> Path:
+    """'Download' = synthesize the dialogs into ``target`` (skipped when ``.completed`` matches the settings).
+
+    ``options`` are :class:`SyntheticConfig` fields (``n_dialogs``, ``seed``, ``texts``, voices, ...)."""
+    if config is None:
+        known = set(SyntheticConfig.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"synthetic source: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        config = SyntheticConfig(**options)  # type: ignore[arg-type]
+    cfg = config
     target = Path(target)
     marker = target / ".completed"
     fp = cfg.fingerprint()
     if marker.exists() and marker.read_text().strip() == fp:
         return target
     pairs = load_pairs(cfg.texts)
+    if cfg.min_exchanges < 1 or cfg.max_exchanges < cfg.min_exchanges:
+        raise ValueError("synthetic source: need 1 <= min_exchanges <= max_exchanges")
     audio_dir = target / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     for old in audio_dir.glob("*.wav"):

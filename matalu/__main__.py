@@ -1,0 +1,5 @@
+import sys
+
+from matalu.cli import main
+
+sys.exit(main())
