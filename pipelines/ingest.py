@@ -193,7 +193,9 @@ def run_ingest(cfg: IngestConfig, *, command: str = "matalu ingest", say: Callab
     units = make_units(recordings, cfg.unit_size, cfg.processing_fingerprint())
     fp = _units_fingerprint(units, prep_rejects)
     success_uri = storage.join(cfg.out, SUCCESS)
-    if storage.exists(success_uri):
+    existing = set(storage.list_files(storage.join(cfg.out, "segments"), ".tar"))
+    todo = [u for u in units if not unit_done(cfg.out, u, existing)]
+    if storage.exists(success_uri) and not todo:
         try:
             prev = json.loads(storage.read_text(success_uri))
         except ValueError:
@@ -202,8 +204,8 @@ def run_ingest(cfg: IngestConfig, *, command: str = "matalu ingest", say: Callab
             say(f"[ingest] {cfg.out} is already committed for these inputs and settings: nothing to do")
             return IngestResult(cfg.out, prev.get("run_id", ""), len(units), len(units), 0,
                                 counts=prev.get("counts", {}), committed=True, noop=True)
+    if storage.exists(success_uri):
         storage.remove(success_uri)  # the output is about to change: it is not committed until we finish
-    todo = [u for u in units if not unit_done(cfg.out, u)]
     skipped = len(units) - len(todo)
     say(f"[ingest] run {run_id}: {len(recordings)} recordings in {len(units)} units; "
         f"{skipped} already committed, {len(todo)} to process -> {cfg.out}")

@@ -70,12 +70,20 @@ def parts_uri(out: str, unit_id: str) -> str:
     return storage.join(out, MANIFEST_DIR, "parts", unit_id)
 
 
-def unit_done(out: str, unit: WorkUnit) -> bool:
+def unit_done(out: str, unit: WorkUnit, existing: set[str] | None = None) -> bool:
+    """True when the unit's ``_DONE`` marker holds its fingerprint and every shard it lists still exists
+    (``existing``: the shard URIs found by one listing of ``<out>/segments``)."""
     uri = storage.join(parts_uri(out, unit.unit_id), DONE)
     try:
-        return json.loads(storage.read_text(uri)).get("fingerprint") == unit.fingerprint
+        done = json.loads(storage.read_text(uri))
     except (FileNotFoundError, ValueError):
         return False
+    if done.get("fingerprint") != unit.fingerprint:
+        return False
+    shards = done.get("shards", [])
+    if existing is None:
+        return all(storage.exists(s) for s in shards)
+    return all(s in existing for s in shards)
 
 
 @dataclass
@@ -109,7 +117,7 @@ class UnitProcessor:
         storage.configure(cfg.storage)
         self.cfg = cfg
         self.run_id = run_id
-        self.vad = SileroVad(cfg.vad.batch_windows)
+        self.vad = SileroVad(cfg.vad.batch_windows, cfg.vad.model_rate)
 
     # ------------------------------------------------------------------------------------------------------
     def process(self, unit: WorkUnit) -> dict:
@@ -295,6 +303,7 @@ class UnitProcessor:
         for name, rows, cls in (("recordings", recs, Recording), ("samples", samples, Sample),
                                 ("rejects", rejects, Reject), ("shards", shards, Shard)):
             storage.write_bytes(storage.join(base, f"{name}.parquet"), table_bytes(to_table(rows, cls)))
-        storage.write_text(storage.join(base, DONE), json.dumps({"fingerprint": unit.fingerprint, "run_id": self.run_id}) + "\n")
+        storage.write_text(storage.join(base, DONE), json.dumps(
+            {"fingerprint": unit.fingerprint, "run_id": self.run_id, "shards": [s.uri for s in shards]}) + "\n")
 
 

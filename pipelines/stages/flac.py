@@ -8,7 +8,7 @@ import numpy as np
 import soundfile as sf
 
 
-def encode_flac(x: np.ndarray, sr: int, compression_level: float = 0.5) -> bytes:
+def encode_flac(x: np.ndarray, sr: int, compression_level: float = 0.0) -> bytes:
     buf = io.BytesIO()
     y = np.clip(x, -1.0, 1.0).T
     sf.write(buf, y, sr, format="FLAC", subtype="PCM_16", compression_level=compression_level)

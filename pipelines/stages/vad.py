@@ -1,7 +1,7 @@
 """Silero VAD, batched across many streams at once.
 
 Silero's model is STFT -> 4 conv blocks -> one LSTM cell -> a 1x1 conv, applied to 32 ms windows (512 samples at
-16 kHz) with 64 samples of left context. Only the LSTM carries state between windows, so this runs the
+16 kHz with 64 samples of left context, or 256 + 32 at 8 kHz). Only the LSTM carries state between windows, so this runs the
 stateless front end (STFT + encoder) on the windows of *all* streams as one large batch, then the LSTM as
 ``torch.nn.LSTM`` over whole sequences, then the decoder on every step at once. The probabilities equal
 Silero's own window-by-window stepping (tests check this to 1e-4) at a fraction of the cost.
@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
-WINDOW = 512
-CONTEXT = 64
-FRAME_S = WINDOW / SAMPLE_RATE  # 0.032 s per probability
+SAMPLE_RATE = 16000  # the rate of the audio handed to the VAD
+FRAME_S = 0.032  # one probability per 32 ms window, at either model rate
+_GEOMETRY = {16000: (512, 64), 8000: (256, 32)}  # window, left context
 
 
 @dataclass
@@ -28,54 +27,91 @@ class VadConfig:
     min_speech_s: float = 0.25
     min_silence_s: float = 0.10
     speech_pad_s: float = 0.03
-    batch_windows: int = 4096  # windows per front-end batch
+    batch_windows: int = 1024  # windows per front-end batch (small batches stay in cache: faster here)
+    # Silero ships a 16 kHz and an 8 kHz model. At 8 kHz the front end costs about half as much per second of
+    # audio (benchmarks/RESULTS.md); speech/non-speech decisions are what we need, not fine spectral detail.
+    model_rate: int = 8000
 
 
 class SileroVad:
-    """Holds the model; ``probs(streams)`` returns one speech-probability array per stream (one per 32 ms)."""
+    """Holds the model; ``probs(streams)`` returns one speech-probability array per stream (one per 32 ms).
 
-    def __init__(self, batch_windows: int = 4096) -> None:
+    Streams are float32 mono at 16 kHz; with ``model_rate=8000`` they are decimated by soxr first."""
+
+    def __init__(self, batch_windows: int = 1024, model_rate: int = 8000) -> None:
         import silero_vad
 
+        if model_rate not in _GEOMETRY:
+            raise ValueError(f"vad.model_rate must be 8000 or 16000, not {model_rate}")
         jit = silero_vad.load_silero_vad()  # bundled weights
-        inner = jit._model
-        self._stft = inner.stft
-        self._encoder = inner.encoder
+        inner = jit._model if model_rate == 16000 else jit._model_8k
+        self.model_rate = model_rate
+        self.window, self.context = _GEOMETRY[model_rate]
+        # The front end runs eagerly with the model's own tensors (about 20% faster than the TorchScript
+        # interpreter here, and equal to it): reflect-pad, STFT as a strided conv with the model's basis,
+        # magnitude, then four conv(k=3, pad=1)+ReLU blocks with strides 1, 2, 2, 1.
+        self._basis = inner.stft.forward_basis_buffer.detach().clone()
+        self._hop = int(inner.stft.hop_length)
+        self._pad = self.context  # the model reflect-pads each window on the right by its context size
+        self._convs = []
+        for i, stride in enumerate((1, 2, 2, 1)):
+            conv = inner.encoder._modules[str(i)].reparam_conv
+            self._convs.append((conv.weight.detach().clone(), conv.bias.detach().clone(), stride))
         self._decoder = inner.decoder.decoder
         rnn = inner.decoder.rnn
-        self._lstm = torch.nn.LSTM(128, 128, batch_first=True)
+        hidden = rnn.weight_hh.shape[1]
+        self._lstm = torch.nn.LSTM(rnn.weight_ih.shape[1], hidden, batch_first=True)
         with torch.no_grad():
             self._lstm.weight_ih_l0.copy_(rnn.weight_ih)
             self._lstm.weight_hh_l0.copy_(rnn.weight_hh)
             self._lstm.bias_ih_l0.copy_(rnn.bias_ih)
             self._lstm.bias_hh_l0.copy_(rnn.bias_hh)
         self._lstm.eval()
+        self._hidden = hidden
         self.batch_windows = batch_windows
+
+    def _front(self, w: torch.Tensor) -> torch.Tensor:
+        F = torch.nn.functional
+        x = F.pad(w[:, None, :], (0, self._pad), mode="reflect")
+        ft = F.conv1d(x, self._basis, stride=self._hop)
+        cut = ft.shape[1] // 2
+        x = torch.sqrt(ft[:, :cut] ** 2 + ft[:, cut:] ** 2)
+        for weight, bias, stride in self._convs:
+            x = F.relu(F.conv1d(x, weight, bias, stride=stride, padding=1))
+        return x.squeeze(-1)
+
+    def _to_model_rate(self, x: np.ndarray) -> np.ndarray:
+        if self.model_rate == SAMPLE_RATE:
+            return np.ascontiguousarray(x, dtype=np.float32)
+        import soxr
+
+        return soxr.resample(np.ascontiguousarray(x, dtype=np.float32), SAMPLE_RATE, self.model_rate, quality="LQ")
 
     @torch.inference_mode()
     def probs(self, streams: list[np.ndarray]) -> list[np.ndarray]:
         if not streams:
             return []
+        W, C, H = self.window, self.context, self._hidden
         windows, counts = [], []
         for x in streams:
-            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            n = max(1, (len(x) + WINDOW - 1) // WINDOW)
-            xp = torch.nn.functional.pad(x, (CONTEXT, n * WINDOW - len(x)))
-            windows.append(xp.unfold(0, WINDOW + CONTEXT, WINDOW))
+            x = torch.from_numpy(self._to_model_rate(x))
+            n = max(1, (len(x) + W - 1) // W)
+            xp = torch.nn.functional.pad(x, (C, n * W - len(x)))
+            windows.append(xp.unfold(0, W + C, W))
             counts.append(n)
         allw = torch.cat(windows)
-        feats = torch.empty(len(allw), 128)
+        feats = torch.empty(len(allw), H)
         for i in range(0, len(allw), self.batch_windows):
-            feats[i : i + self.batch_windows] = self._encoder(self._stft(allw[i : i + self.batch_windows])).squeeze(-1)
+            feats[i : i + self.batch_windows] = self._front(allw[i : i + self.batch_windows])
         # Sequences padded to the longest; padding sits after each stream's end, so it cannot change its outputs.
         nmax = max(counts)
-        seq = torch.zeros(len(streams), nmax, 128)
+        seq = torch.zeros(len(streams), nmax, H)
         off = 0
         for b, n in enumerate(counts):
             seq[b, :n] = feats[off : off + n]
             off += n
         hidden, _ = self._lstm(seq)
-        p = self._decoder(hidden.reshape(-1, 128, 1)).reshape(len(streams), nmax)
+        p = self._decoder(hidden.reshape(-1, H, 1)).reshape(len(streams), nmax)
         return [p[b, :n].numpy().copy() for b, n in enumerate(counts)]
 
 

@@ -1,0 +1,80 @@
+"""Shared fixtures: one local Ray per session (2 CPUs), audio made here (espeak-ng Telugu, tones, noise)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+# Fake credentials for moto's S3 server; set before Ray starts so its workers inherit them.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synthetic_small(tmp_path_factory) -> Path:
+    """Six short synthetic dialogs (the real espeak-ng source), shared by tests that only read them."""
+    from pipelines.sources import synthetic
+
+    d = tmp_path_factory.mktemp("sources") / "synthetic"
+    synthetic.download(d, n_dialogs=6, seed=7, min_exchanges=2, max_exchanges=3)
+    return d.parent
+
+
+def small_config(out: str | Path, sources_dir: str | Path, **kw):
+    from pipelines.config import IngestConfig, SourceSpec
+
+    cfg = IngestConfig(out=str(out), sources_dir=str(sources_dir),
+                       sources=[SourceSpec("synthetic", {"n_dialogs": 6, "seed": 7, "min_exchanges": 2, "max_exchanges": 3})],
+                       unit_size=3, num_workers=2)
+    cfg.segment.dialog_min_s = 5.0
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server over real HTTP on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ingested(ray_session, tmp_path_factory):
+    """One real ingestion run over six synthetic dialogs; tests read it, none writes to it."""
+    from pipelines.ingest import run_ingest
+
+    root = tmp_path_factory.mktemp("ingest")
+    cfg = small_config(root / "out", root / "sources")
+    res = run_ingest(cfg, progress=False)
+    assert res.committed, res
+    return cfg, res
