@@ -264,9 +264,10 @@ def _check_members(members: list[_Member], archive: Path) -> None:
                 )
 
 
-def _check_totals(archive: Path, n: int, total: int, limits: ExtractLimits, *, final: bool) -> None:
-    """ArchiveTooLarge when the counts so far are over a limit (``final``: the counts are complete)."""
-    size = max(archive.stat().st_size, 1)
+def _check_totals(archive: Path, size: int, n: int, total: int, limits: ExtractLimits, *, final: bool) -> None:
+    """ArchiveTooLarge when the counts so far are over a limit (``final``: the counts are complete). ``size`` is
+    the archive's file size."""
+    size = max(size, 1)
     what = "declares" if final else "declares at least"
     if n > limits.max_members:
         raise ArchiveTooLarge(
@@ -344,6 +345,7 @@ def _tar_kind(ti: tarfile.TarInfo, archive: Path) -> str:
 
 
 def _extract_tar(archive: Path, dest: Path, limits: ExtractLimits, progress: bool) -> tuple[int, int]:
+    size = archive.stat().st_size
     try:
         tf = tarfile.open(archive, "r:*")
     except _TAR_READ_ERRORS as e:
@@ -365,11 +367,11 @@ def _extract_tar(archive: Path, dest: Path, limits: ExtractLimits, progress: boo
                     total += ti.size
                 if name:
                     members.append(_Member(name, kind, ti.size if kind == "file" else 0, ti.linkname))
-                _check_totals(archive, len(infos), total, limits, final=False)
+                _check_totals(archive, size, len(infos), total, limits, final=False)
         except _TAR_READ_ERRORS as e:
             raise ArchiveFormatError(f"{archive}: damaged or truncated tar archive ({e}); delete it and download "
                                      "again") from e
-        _check_totals(archive, len(infos), total, limits, final=True)
+        _check_totals(archive, size, len(infos), total, limits, final=True)
         _check_members(members, archive)
         real_dest = Path(os.path.realpath(dest))
         if _has_entries(real_dest):  # a rerun over an interrupted extraction: clear what is in the way
@@ -432,6 +434,7 @@ def _zip_member(zi: zipfile.ZipInfo, archive: Path) -> _Member:
 
 
 def _extract_zip(archive: Path, dest: Path, limits: ExtractLimits, progress: bool) -> tuple[int, int]:
+    size = archive.stat().st_size
     try:
         zf = zipfile.ZipFile(archive)
     except _ZIP_READ_ERRORS as e:
@@ -439,10 +442,10 @@ def _extract_zip(archive: Path, dest: Path, limits: ExtractLimits, progress: boo
                                  "again") from e
     with zf:
         infos = zf.infolist()
-        _check_totals(archive, len(infos), 0, limits, final=True)
+        _check_totals(archive, size, len(infos), 0, limits, final=True)
         pairs = [(zi, _zip_member(zi, archive)) for zi in infos]
         total = sum(m.size for _, m in pairs if m.kind in ("file", "symlink"))
-        _check_totals(archive, len(infos), total, limits, final=True)
+        _check_totals(archive, size, len(infos), total, limits, final=True)
         for zi, m in pairs:
             if m.kind == "symlink":
                 if zi.file_size > _MAX_LINK_TARGET:

@@ -1,0 +1,52 @@
+"""The batched VAD equals Silero's own window-by-window stepping, and finds the speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.stages.vad import SileroVad, VadConfig, speech_regions
+from tests.audio import telugu_speech
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_batched_probs_equal_silero_stepping(rate):
+    import silero_vad
+
+    speech = telugu_speech()
+    streams = [
+        np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(12000, np.float32), speech]),
+        speech[:23456],
+        np.zeros(5000, np.float32),
+    ]
+    vad = SileroVad(model_rate=rate)
+    got = vad.probs(streams)
+    ref_model = silero_vad.load_silero_vad()
+    for x, p in zip(streams, got):
+        xs = vad._to_model_rate(x)
+        w = vad.window
+        n = (len(xs) + w - 1) // w
+        xp = np.pad(xs, (0, n * w - len(xs)))
+        ref_model.reset_states()
+        ref = np.array([ref_model(torch.from_numpy(xp[i * w : (i + 1) * w])[None], rate).item() for i in range(n)])
+        assert len(p) == n
+        assert np.abs(p - ref).max() < 1e-4
+
+
+def test_regions_cover_speech_and_skip_silence():
+    sr = 16000
+    speech = telugu_speech()
+    gap = np.zeros(2 * sr, np.float32)
+    x = np.concatenate([gap, speech, gap, speech, gap])
+    (p,) = SileroVad().probs([x])
+    regions = speech_regions(p, len(x), VadConfig())
+    assert len(regions) >= 2
+    first_start, last_end = regions[0][0], regions[-1][1]
+    assert 2.0 <= first_start <= 2.0 + 0.3 + 0.3  # speech starts after the 2 s gap and 0.3 s lead-in
+    assert last_end <= len(x) / sr - 2.0 + 0.1
+    # nothing in the middle gap
+    mid_gap = (2.0 + len(speech) / sr + 0.4, 2.0 + len(speech) / sr + 1.6)
+    assert not any(s < mid_gap[1] and e > mid_gap[0] for s, e in regions)
+    (q,) = SileroVad().probs([np.zeros(3 * sr, np.float32)])
+    assert speech_regions(q, 3 * sr, VadConfig()) == []
