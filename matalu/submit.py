@@ -11,7 +11,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Options whose values are local paths: made absolute so the job (whose cwd is the unpacked working_dir) finds them.
 PATH_OPTIONS = ("--out", "--config", "--sources-dir", "--texts", "--to", "--archive", "--manifest")
-EXCLUDES = [".venv", ".git", "data", "benchmarks/out", "**/__pycache__", ".pytest_cache", "*.egg-info"]
+EXCLUDES = ["/.venv", "/data", "/benchmarks/out", "__pycache__", ".pytest_cache", "*.egg-info"]  # gitignore syntax: "/x" = top level only
 
 
 def absolutize(argv: list[str]) -> list[str]:
