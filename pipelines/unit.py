@@ -16,12 +16,13 @@ import numpy as np
 
 import storage
 from manifests.io import MANIFEST_DIR, read_rows, table_bytes, to_table
-from manifests.rows import Recording, Reject, Sample, Shard, Turn
+from manifests.rows import Recording, Reject, Sample, Shard
 from pipelines.config import IngestConfig
 from pipelines.sources.manifest import safe_id
 from pipelines.stages import quality as Q
 from pipelines.stages.decode import DecodeError, Decoded, decode_bytes
 from pipelines.stages.flac import encode_flac
+from pipelines.stages.read import read_audio
 from pipelines.stages.segment import SYSTEM, USER, dialog_audio, dialog_windows, mono_spans, turns_in
 from pipelines.stages.vad import SileroVad, speech_mask, speech_regions
 
@@ -135,8 +136,8 @@ class UnitProcessor:
             rec = Recording.from_dict(rec.to_dict())
             recs.append(rec)
             try:
-                data = storage.read_bytes(rec.uri)
-            except Exception as e:  # missing file, S3 error, HTTP error
+                data = read_audio(rec)
+            except Exception as e:  # missing file, S3 error, HTTP error, bad parquet member
                 reject(rec, rec.recording_id, "read", "unreadable", f"cannot read {rec.uri}: {type(e).__name__}: {e}")
                 continue
             rec.sha256 = storage.sha256_bytes(data)

@@ -9,7 +9,21 @@ from types import ModuleType
 _MODULES = {
     "synthetic": "pipelines.sources.synthetic",
     "manifest": "pipelines.sources.manifest",
+    "slr66": "pipelines.sources.slr66",
+    "indictts": "pipelines.sources.indictts",
+    "commonvoice": "pipelines.sources.commonvoice",
+    "kathbath": "pipelines.sources.kathbath",
+    "mucs": "pipelines.sources.mucs",
+    "indicvoices": "pipelines.sources.indicvoices",
+    "podcasts": "pipelines.sources.podcasts",
 }
+
+
+def available() -> list[str]:
+    """Registered sources whose module exists in this checkout."""
+    import importlib.util
+
+    return [n for n in names() if importlib.util.find_spec(_MODULES[n]) is not None]
 
 
 def names() -> list[str]:
