@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.matalu-installed
 SYSTOOLS := ffmpeg espeak-ng sox
-APT_PKGS := ffmpeg espeak-ng sox libsndfile1
+APT_PKGS := ffmpeg espeak-ng sox libsndfile1 chromium
 OUT ?= data/demo
 
 .PHONY: setup demo test test-all bench lock sysdeps clean
@@ -13,17 +13,19 @@ OUT ?= data/demo
 setup: sysdeps $(STAMP)
 
 # System tools: installed with apt-get when missing and running as root; otherwise say what to install.
+# chromium is optional (only the web page's browser test uses it; that test skips without it).
 sysdeps:
 	@missing=""; for t in $(SYSTOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	ldconfig -p 2>/dev/null | grep -q libsndfile || missing="$$missing libsndfile1"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "[setup] installing system packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS) >/dev/null; \
-	  else \
-	    echo "[setup] missing system tools:$$missing"; \
-	    echo "        install them, e.g.: sudo apt-get install -y $(APT_PKGS)"; exit 1; \
-	  fi; \
+	optional=""; command -v chromium >/dev/null 2>&1 || optional="chromium"; \
+	if [ -n "$$missing$$optional" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "[setup] installing system packages:$$missing $$optional"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS) >/dev/null; \
+	elif [ -n "$$missing" ]; then \
+	  echo "[setup] missing system tools:$$missing"; \
+	  echo "        install them, e.g.: sudo apt-get install -y $(APT_PKGS)"; exit 1; \
+	elif [ -n "$$optional" ]; then \
+	  echo "[setup] note: chromium is not installed; the browser test of the manifests page will be skipped"; \
 	fi
 
 # The venv: uv (from PyPI) installs the pinned lock; torch and torchaudio come in together at 2.11.0.
