@@ -66,6 +66,7 @@ def run(args) -> int:
     print(f"  manifests: {res.out}/manifests/{{recordings,samples,shards,rejects,runs}}.parquet")
     print(f"  look at it: matalu manifests stats {res.out} ; matalu manifests sample {res.out} -o sample.wav\n")
     render(compute(res.out))
+    print(f"\nOutput: {res.out} ({'committed' if res.committed else 'NOT committed'})")
     if not res.committed:
         print("\nThe run did NOT commit (see messages above); rerun the same command to retry.", file=sys.stderr)
         return 1
