@@ -100,7 +100,7 @@ def main() -> int:
     torch.set_num_threads(1)
     from manifests.rows import Recording
     from pipelines.config import IngestConfig
-    from pipelines.stages.decode import decode_bytes, resample
+    from pipelines.stages.decode import resample
     from pipelines.stages.flac import encode_flac
     from pipelines.stages.vad import SileroVad, speech_regions
     from pipelines.unit import UnitProcessor, make_units
