@@ -100,6 +100,8 @@ class Recording(Row):
     # the recording keeps speakers on separate channels (e.g. ["system", "user"]).
     turns: list[Turn] = field(default_factory=list)
     channel_roles: list[str] = field(default_factory=list)
+    # Corpus-specific lineage as a JSON object (podcast channel/upload date, Common Voice votes, ...).
+    extra: str = ""
 
     SCHEMA: ClassVar[pa.Schema] = pa.schema(
         [
@@ -119,6 +121,7 @@ class Recording(Row):
             ("split", pa.string()),
             ("turns", pa.list_(TURN_TYPE)),
             ("channel_roles", pa.list_(pa.string())),
+            ("extra", pa.string()),
         ]
     )
 
