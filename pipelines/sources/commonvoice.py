@@ -1,0 +1,238 @@
+"""Mozilla Common Voice, Telugu (``te``), CC0-1.0.
+
+Access: Common Voice downloads need an email/sign-in and accepting the terms at
+https://commonvoice.mozilla.org/datasets, so the user supplies the release tarball (``archive``: a local path,
+an http(s) URL they can fetch, or a folder where they already extracted it). Layout::
+
+    cv-corpus-<ver>-<date>/te/clips/*.mp3
+    cv-corpus-<ver>-<date>/te/{validated,invalidated,other,train,dev,test}.tsv
+
+TSV columns (tab-separated, no quoting): client_id, path, sentence, up_votes, down_votes, age, gender, ...
+(newer releases add sentence_id, sentence_domain, variant, locale, segment; extra columns are ignored).
+
+Options: ``splits`` (default ``("validated",)``) names the TSVs to read; ``train``/``dev``/``test`` set
+``Recording.split`` to that name, ``invalidated``/``other`` to theirs, ``validated`` leaves it empty. A clip
+listed by two chosen TSVs is kept once, from the TSV named first. ``min_up_votes`` (default 0) and
+``max_down_votes`` (default None: no limit) turn rows outside the bounds into ``Reject(reason="votes")``.
+``client_id`` becomes ``speaker_id``; ``gender`` is normalized to male/female/other (or empty).
+Malformed rows, clips that are not in ``clips/``, and duplicates become ``Reject`` rows too.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import unicodedata
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from manifests.rows import Recording, Reject
+from pipelines.sources import common
+from pipelines.sources.common import MissingArchive
+from pipelines.sources.manifest import safe_id
+
+NAME = "commonvoice"
+LICENSE = "CC0-1.0"
+LANGUAGE = "te"
+LAYOUT = 1
+SPLITS = ("validated", "invalidated", "other", "train", "dev", "test")
+REQUIRED_COLUMNS = ("client_id", "path", "sentence")
+INFO = {
+    "name": NAME,
+    "hours": "varies by release (small)",
+    "license": LICENSE,
+    "access": "login",
+    "kind": "mono",
+    "description": "Mozilla Common Voice Telugu: crowdsourced read sentences (MP3); tarball from commonvoice.mozilla.org",
+}
+MISSING_MESSAGE = (
+    "the commonvoice source needs the Common Voice release tarball, which you download yourself: Common Voice "
+    "asks for an email/sign-in and acceptance of its terms at https://commonvoice.mozilla.org/datasets (pick "
+    "Telugu; newer releases may be served from wherever that page points). The file is named like "
+    "cv-corpus-<version>-<date>[-te].tar.gz and holds cv-corpus-<version>-<date>/te/clips/*.mp3 and "
+    "validated.tsv, train.tsv, dev.tsv, test.tsv. Then run\n"
+    "    matalu ingest --source commonvoice --archive PATH\n"
+    "(PATH: the tarball, an http(s) URL to it, or the folder you extracted it into; add "
+    "--option splits=[train,dev,test] for the official splits instead of validated.tsv)."
+)
+_GENDERS = {"male": "male", "male_masculine": "male", "m": "male", "female": "female", "female_feminine": "female",
+            "f": "female", "": "", "do_not_wish_to_say": "", "prefer_not_to_say": ""}
+
+
+# -- download -------------------------------------------------------------------------------------------------
+def _finished(target: Path) -> dict | None:
+    try:
+        key = json.loads((target / ".completed").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return key if isinstance(key, dict) and key.get("source") == NAME else None
+
+
+def _entry(archive: str) -> dict:
+    if "://" in archive:
+        return {"archive": archive, "kind": "url", "root": "extracted"}
+    p = Path(archive).expanduser().resolve()
+    if not p.exists():
+        raise FileNotFoundError(f"commonvoice: --archive {archive}: no such file or directory")
+    if p.is_dir():
+        return {"archive": str(p), "kind": "dir", "root": str(p)}
+    return {"archive": str(p), "kind": "file", "size": p.stat().st_size, "root": "extracted"}
+
+
+def download(target: str | Path, *, archive: str | None = None, mirror: str | None = None,
+             sha256: dict[str, str] | None = None, progress: bool = True, **_: object) -> Path:
+    """Fetch (when a URL), verify (when pinned with ``sha256``) and extract the user's Common Voice tarball.
+
+    Without ``archive``, a finished earlier download in ``target`` is reused; otherwise MissingArchive says
+    what to download and from where. ``mirror`` does not apply (there is no public file to mirror)."""
+    target = Path(target)
+    archive = str(archive).strip() if archive else ""
+    if not archive:
+        if _finished(target):
+            return target
+        raise MissingArchive(MISSING_MESSAGE)
+    pins = {k: v.lower() for k, v in (sha256 or {}).items()}
+    entry = _entry(archive)
+    key = {"source": NAME, "layout": LAYOUT, "archive": entry, "sha256": pins}
+    if common.completed(target, key):
+        return target
+    if entry["kind"] != "dir":
+        local = common.fetch(None, target / "downloads", archive=entry["archive"], sha256=pins, progress=progress)
+        common.extract_to(local, target / entry["root"], progress=progress)
+    locale_dir(target / entry["root"])  # fail now, not at prepare, when this is not a Common Voice Telugu tree
+    common.mark_completed(target, key)
+    return target
+
+
+# -- prepare --------------------------------------------------------------------------------------------------
+def locale_dir(root: Path) -> Path:
+    """The ``te`` folder of an extracted release (the one holding clips/ and the TSVs)."""
+    tsvs = [p for p in sorted(root.rglob("*.tsv")) if p.stem in SPLITS and "__MACOSX" not in p.parts]
+    dirs = sorted({p.parent for p in tsvs})
+    te = [d for d in dirs if d.name == LANGUAGE]
+    if te:
+        return te[0]
+    if len(dirs) == 1 and (dirs[0] / "clips").is_dir():
+        return dirs[0]
+    raise FileNotFoundError(f"no Common Voice Telugu folder (te/ with clips/ and validated.tsv) under {root}: "
+                            "is this a Common Voice release tarball that includes Telugu?")
+
+
+def _splits(splits: Iterable[str] | str) -> list[str]:
+    items = [splits] if isinstance(splits, str) else list(splits)
+    out: list[str] = []
+    for s in items:
+        s = str(s).strip().lower().removesuffix(".tsv")
+        if s not in SPLITS:
+            raise ValueError(f"commonvoice: unknown split {s!r}; choose from {', '.join(SPLITS)}")
+        if s not in out:
+            out.append(s)
+    if not out:
+        raise ValueError(f"commonvoice: splits is empty; choose from {', '.join(SPLITS)}")
+    return out
+
+
+def _gender(value: str) -> str:
+    v = value.strip().lower()
+    return _GENDERS.get(v, "other")
+
+
+def _votes(value: str | None) -> int:
+    v = (value or "").strip()
+    return int(v) if v else 0
+
+
+def _tsv_rows(tsv: Path, rel: str, split: str, clips: Path, min_up: int,
+              max_down: int | None) -> Iterator[Recording | Reject]:
+    with open(tsv, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{rel}: not a Common Voice TSV (no {', '.join(missing)} column; header is "
+                             f"{reader.fieldnames})")
+        width = len(reader.fieldnames or [])
+        for row in reader:
+            n = reader.line_num
+            item = f"{rel}:{n}"
+            extra = row.pop(None, None)
+            if extra is not None or any(v is None for v in row.values()):
+                got = width + len(extra) if extra is not None else sum(v is not None for v in row.values())
+                yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME,
+                             detail=f"{rel} line {n}: {got} tab-separated fields, the header has {width}")
+                continue
+            path = row["path"].strip()
+            text = unicodedata.normalize("NFC", row["sentence"].strip())
+            if not path or not text:
+                yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME,
+                             detail=f"{rel} line {n}: empty {'path' if not path else 'sentence'}")
+                continue
+            if "/" in path or "\\" in path or path in (".", ".."):
+                yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME,
+                             detail=f"{rel} line {n}: path {path!r} is not a file name in clips/")
+                continue
+            rid = safe_id(Path(path).stem if path.lower().endswith((".mp3", ".wav", ".ogg")) else path)
+            try:
+                up, down = _votes(row.get("up_votes")), _votes(row.get("down_votes"))
+            except ValueError:
+                yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME, recording_id=rid,
+                             detail=f"{rel} line {n}: up_votes/down_votes are not integers "
+                                    f"({row.get('up_votes')!r}, {row.get('down_votes')!r})")
+                continue
+            if up < min_up or (max_down is not None and down > max_down):
+                why = [f"up_votes={up} < min_up_votes={min_up}"] if up < min_up else []
+                if max_down is not None and down > max_down:
+                    why.append(f"down_votes={down} > max_down_votes={max_down}")
+                yield Reject(item=rid, stage="prepare", reason="votes", source=NAME, recording_id=rid,
+                             detail=f"{rel} line {n}: {'; '.join(why)}")
+                continue
+            clip = clips / path
+            if not clip.is_file():
+                yield Reject(item=rid, stage="prepare", reason="missing_audio", source=NAME, recording_id=rid,
+                             detail=f"{rel} line {n} lists clips/{path}, which is not in the archive")
+                continue
+            yield Recording(recording_id=rid, source=NAME, uri=str(clip.resolve()), member="",
+                            speaker_id=row["client_id"].strip(), gender=_gender(row.get("gender") or ""),
+                            text=text, language=LANGUAGE, license=LICENSE,
+                            split="" if split == "validated" else split)
+
+
+def prepare(downloaded: str | Path, *, splits: Iterable[str] | str = ("validated",), min_up_votes: int = 0,
+            max_down_votes: int | None = None, **_: object) -> Iterator[Recording | Reject]:
+    """Recordings (sorted by id) and prepare-stage rejects of the chosen TSVs of a Common Voice download."""
+    target = Path(downloaded)
+    key = _finished(target)
+    if key is None:
+        raise FileNotFoundError(f"{target} holds no finished Common Voice download; run download() with the "
+                                "tarball first (`matalu sources download commonvoice --to DIR --archive PATH`)")
+    te = locale_dir(target / key["archive"]["root"])
+    min_up = int(min_up_votes or 0)
+    max_down = None if max_down_votes is None else int(max_down_votes)
+    recordings: dict[str, Recording] = {}
+    first_seen: dict[str, str] = {}
+    rejects: list[Reject] = []
+    for split in _splits(splits):
+        tsv = te / f"{split}.tsv"
+        if not tsv.is_file():
+            have = ", ".join(sorted(p.name for p in te.glob("*.tsv"))) or "none"
+            raise FileNotFoundError(f"commonvoice: {tsv} is not in this release (TSVs here: {have}); "
+                                    "choose other splits")
+        rel = f"{te.name}/{tsv.name}"
+        for row in _tsv_rows(tsv, rel, split, te / "clips", min_up, max_down):
+            rid = row.recording_id
+            decided = isinstance(row, Recording) or row.reason in ("votes", "missing_audio")
+            if rid and rid in first_seen and decided:
+                rejects.append(Reject(item=rid, stage="prepare", reason="duplicate_id", source=NAME,
+                                      recording_id=rid,
+                                      detail=f"{rel} lists {rid} again (first in {first_seen[rid]}); "
+                                             "the first is kept"))
+                continue
+            if isinstance(row, Reject):
+                rejects.append(row)
+                if row.reason in ("votes", "missing_audio"):
+                    first_seen.setdefault(rid, rel)
+                continue
+            first_seen[rid] = rel
+            recordings[rid] = row
+    yield from rejects
+    for rid in sorted(recordings):
+        yield recordings[rid]
