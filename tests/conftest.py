@@ -29,7 +29,11 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        except Exception:  # a slow start on a loaded machine: one clean retry
+            ray.shutdown()
+            ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 

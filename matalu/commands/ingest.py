@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dialogs", type=int, help="synthetic source: number of dialogs")
     p.add_argument("--manifest", help="manifest source: CSV/TSV/JSONL listing your audio")
     p.add_argument("--mirror", help="base URL serving the source's published files (e.g. a local mirror of OpenSLR)")
-    p.add_argument("--archive", help="the source's archive you already have: a local path or URL (Common Voice, MUCS)")
+    p.add_argument("--archive", help="the source's archive or copy you already have: a local path, directory or URL (Common Voice, MUCS, IndicTTS, Kathbath, IndicVoices)")
     p.add_argument("--sha256", action="append", default=[], metavar="FILE=HEX",
                    help="pin another release's checksum for FILE (repeatable)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",

@@ -15,13 +15,31 @@ import storage
 from manifests.rows import Recording
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def _parquet(uri: str):
+    """(ParquetFile, row-group start offsets): opening reads only the footer, not the audio."""
     import pyarrow.parquet as pq
 
-    if storage.is_local(uri):
-        return pq.read_table(str(storage.local_path(uri)))
-    return pq.read_table(io.BytesIO(storage.read_bytes(uri)))
+    src = str(storage.local_path(uri)) if storage.is_local(uri) else io.BytesIO(storage.read_bytes(uri))
+    pf = pq.ParquetFile(src)
+    starts, n = [], 0
+    for i in range(pf.metadata.num_row_groups):
+        starts.append(n)
+        n += pf.metadata.row_group(i).num_rows
+    return pf, starts, n
+
+
+def _parquet_value(uri: str, row: int, column: str):
+    import bisect
+
+    pf, starts, n = _parquet(uri)
+    if column not in pf.schema_arrow.names:
+        raise KeyError(f"{uri} has no column {column!r} (columns: {', '.join(pf.schema_arrow.names)})")
+    if not 0 <= row < n:
+        raise IndexError(f"{uri} has {n} rows; row {row} does not exist")
+    g = bisect.bisect_right(starts, row) - 1
+    table = pf.read_row_group(g, columns=[column])  # one row group, one column: bounded memory
+    return table.column(column)[row - starts[g]].as_py()
 
 
 def read_audio(rec: Recording) -> bytes:
@@ -29,10 +47,7 @@ def read_audio(rec: Recording) -> bytes:
         return storage.read_bytes(rec.uri)
     if rec.member.startswith("parquet:"):
         _, row, column = rec.member.split(":", 2)
-        table = _parquet(rec.uri)
-        if column not in table.column_names:
-            raise KeyError(f"{rec.uri} has no column {column!r} (columns: {', '.join(table.column_names)})")
-        value = table.column(column)[int(row)].as_py()
+        value = _parquet_value(rec.uri, int(row), column)
         if isinstance(value, dict):
             data = value.get("bytes")
             if data is None and value.get("path"):
