@@ -48,6 +48,7 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/web.py --rows 200000
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock:

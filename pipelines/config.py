@@ -46,6 +46,7 @@ class IngestConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
     storage: StorageOptions = field(default_factory=StorageOptions)
+    exclude_licenses: list[str] = field(default_factory=list)  # globs, e.g. ["CC-BY-NC*"]: rejected while preparing
 
     def validate(self) -> None:
         if self.sample_rate != 16000:

@@ -59,6 +59,9 @@ def versions() -> dict:
 
 # -- sources --------------------------------------------------------------------------------------------------
 def prepare_sources(cfg: IngestConfig, say: Callable[[str], None] = print) -> tuple[list[Recording], list[Reject]]:
+    from manifests.licenses import license_filter
+
+    keep = license_filter(cfg.exclude_licenses)
     recordings: list[Recording] = []
     rejects: list[Reject] = []
     for spec in cfg.sources:
@@ -76,6 +79,9 @@ def prepare_sources(cfg: IngestConfig, say: Callable[[str], None] = print) -> tu
                 rejects.append(Reject(item=row.recording_id, stage="prepare", reason="duplicate_id",
                                       detail=f"recording id {row.recording_id!r} appears twice in {spec.name}",
                                       source=row.source, recording_id=row.recording_id))
+                continue
+            if not keep(row):
+                rejects.append(keep.reject(row))
                 continue
             seen.add(row.recording_id)
             recordings.append(row)

@@ -73,3 +73,16 @@ def test_bad_inputs_become_rejects_with_reasons(ray_session, tmp_path):
     assert recs[by_file["stereo44k.flac"]].channels == 2 and recs[by_file["stereo44k.flac"]].sample_rate == 44100
     assert recs[by_file["low8k.mp3"]].sample_rate == 8000
     assert len(samples) + len({r.recording_id for r in rejects if r.recording_id}) == len(names)
+
+
+def test_excluded_licenses_become_rejects_before_any_work(tmp_path):
+    from pipelines.ingest import prepare_sources
+
+    listing = tmp_path / "l.tsv"
+    listing.write_text("path\ttext\tlicense\na.wav\tx\tCC-BY-NC-4.0\nb.wav\ty\tCC-BY-4.0\nc.wav\tz\tcc-by-nc-sa-4.0\n")
+    cfg = IngestConfig(out=str(tmp_path / "o"), sources=[SourceSpec("manifest", {"path": str(listing)})],
+                       exclude_licenses=["CC-BY-NC*"])
+    recs, rejects = prepare_sources(cfg, say=lambda s: None)
+    assert [r.license for r in recs] == ["CC-BY-4.0"]
+    assert sorted(r.reason for r in rejects) == ["license_excluded", "license_excluded"]
+    assert all("CC-BY-NC" in r.detail.upper() for r in rejects)

@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
                    help="pin another release's checksum for FILE (repeatable)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a source option (repeatable; YAML values), e.g. --option split=test")
+    p.add_argument("--exclude-license", action="append", metavar="PATTERN",
+                   help="leave out recordings whose license matches (glob, repeatable), e.g. 'CC-BY-NC*'; reported as rejects")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (MinIO, Ceph); credentials come from the AWS chain")
     p.add_argument("--unit-size", type=int, help="recordings per work unit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -41,6 +43,8 @@ def run(args) -> int:
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v)
+    if args.exclude_license:
+        cfg.exclude_licenses = list(args.exclude_license)
     source_opts = parse_source_flags(args)
     if source_opts and len(cfg.sources) != 1:
         raise ValueError("--mirror/--archive/--sha256/--option apply to one source: name exactly one --source")

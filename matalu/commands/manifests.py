@@ -9,6 +9,9 @@ import sys
 def add_parser(sub) -> None:
     p = sub.add_parser("manifests", help="browse a run's manifests")
     ms = p.add_subparsers(dest="mcmd", required=True)
+    from matalu.commands import manifests_web
+
+    manifests_web.add_subcommands(ms)  # serve | report | licenses | export
     a = ms.add_parser("ls", help="list shards")
     a.add_argument("uri")
     a = ms.add_parser("show", help="print rows of a manifest table")
@@ -29,6 +32,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from matalu.commands import manifests_web
+
+    r = manifests_web.run(args)
+    if r is not None:
+        return r
     import pandas as pd
 
     from manifests.io import read_table, resolve_table_uri
