@@ -1,0 +1,352 @@
+"""Codec training: reconstruction losses, Adam, checkpoint/resume to a storage URI; on Ray Train or in-process.
+
+``matalu codec train --config FILE --data SEGMENTS_URI [--num-workers N] [--gpu] [--steps N] [--out URI]``
+runs :func:`train_ray` (Ray Train ``TorchTrainer``: DDP across workers, bf16 autocast on GPU, metrics of every
+step through ``ray.train.report``). :func:`train_local` is the same loop in this process (tests, quick runs).
+
+Data: the ``mono`` samples of segment shards (``<data>/**/*.tar``, FLAC + JSON), random crops of ``segment_s``
+seconds drawn from a shuffled pool of clips (``dialog`` windows too, one channel per clip, when ``use_dialog``).
+Shards are split across ranks (samples are, when there are fewer shards than ranks).
+
+Checkpoints (rank 0 writes; every rank reads on resume)::
+
+    <out>/config.json                            the training config (JSON)
+    <out>/checkpoints/step-0000100/codec.pt      {"config", "model", "optimizer", "step", "codec_id", "train_config"}
+    <out>/checkpoints/step-0000100/config.json   codec + training config and codec_id, beside the weights
+    <out>/checkpoints/latest.json                {"step", "uri", "codec_id"}: written last, read on resume
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+import storage
+from codec.losses import CodecLoss, LossWeights, mel_distance
+from codec.model import CodecConfig, CodecModel
+
+
+@dataclass
+class CodecTrainConfig:
+    size: str = "base"  # CodecConfig preset: tiny | base
+    model: dict = field(default_factory=dict)  # CodecConfig overrides, e.g. {"strides": [2, 4, 5, 8, 2]}
+    steps: int = 100_000
+    batch_size: int = 16  # per worker
+    segment_s: float = 1.0
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    loss: LossWeights = field(default_factory=LossWeights)
+    seed: int = 0
+    ckpt_every: int = 1000
+    keep_checkpoints: int = 3
+    pool_size: int = 256  # clips held for random crops
+    use_dialog: bool = False
+    bf16: bool = True  # autocast on GPU
+    out: str = "data/codec"
+    data: str = ""
+    num_workers: int = 1
+    use_gpu: bool = False
+    storage: dict = field(default_factory=dict)  # StorageOptions fields (endpoint_url, region)
+
+    def codec_config(self) -> CodecConfig:
+        return CodecConfig.preset(self.size, **self.model)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CodecTrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown codec train config keys: {', '.join(unknown)}")
+        kw = dict(d)
+        if isinstance(kw.get("loss"), dict):
+            kw["loss"] = LossWeights(**kw["loss"])
+        if "betas" in kw:
+            kw["betas"] = tuple(float(b) for b in kw["betas"])
+        return cls(**kw)
+
+
+def load_train_config(path: str | None) -> CodecTrainConfig:
+    if not path:
+        return CodecTrainConfig()
+    import yaml
+
+    text = storage.read_text(path)
+    d = yaml.safe_load(text) or {}  # YAML is a superset of JSON
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a mapping of codec train settings")
+    return CodecTrainConfig.from_dict(d)
+
+
+# -- data -----------------------------------------------------------------------------------------------------
+def segment_shards(uri: str) -> list[str]:
+    """Segment shard URIs under ``uri`` (an ingest output: its ``segments/`` folder is used when present)."""
+    seg = storage.join(uri, "segments")
+    files = storage.list_files(seg, ".tar")
+    if not files:
+        files = storage.list_files(uri, ".tar")
+    files = [f for f in files if "/tokens/" not in f]
+    if not files:
+        raise FileNotFoundError(f"no segment shards (*.tar) under {uri}")
+    return files
+
+
+def read_sample(members: dict[str, bytes]) -> tuple[dict, np.ndarray]:
+    """(sample JSON, float32 audio [channels, samples]) of one segment shard sample (FLAC + JSON)."""
+    import soundfile as sf
+
+    meta = json.loads(members["json"]) if "json" in members else {}
+    if "flac" not in members:
+        raise ValueError(f"sample {meta.get('sample_id', '?')} has no .flac member")
+    y, _sr = sf.read(io.BytesIO(members["flac"]), dtype="float32", always_2d=True)
+    return meta, np.ascontiguousarray(y.T)
+
+
+class CropStream:
+    """Endless batches ``[B, 1, segment]`` of random crops from the clips of segment shards."""
+
+    def __init__(self, shards: list[str], segment_samples: int, batch_size: int, *, seed: int = 0, rank: int = 0,
+                 world: int = 1, pool_size: int = 256, use_dialog: bool = False) -> None:
+        self.shards, self.segment, self.batch_size = list(shards), segment_samples, batch_size
+        self.seed, self.rank, self.world, self.pool_size, self.use_dialog = seed, rank, world, pool_size, use_dialog
+
+    def clips(self) -> Iterator[np.ndarray]:
+        by_shard = len(self.shards) >= self.world
+        epoch = 0
+        while True:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.shards))
+            n_out, k = 0, 0
+            for i, j in enumerate(order):
+                if by_shard and i % self.world != self.rank:
+                    continue
+                for _key, members in storage.iter_shard(self.shards[j]):
+                    k += 1
+                    if not by_shard and (k - 1) % self.world != self.rank:
+                        continue
+                    meta, audio = read_sample(members)
+                    kind = meta.get("kind", "mono")
+                    if kind != "mono" and not (self.use_dialog and kind == "dialog"):
+                        continue
+                    chans = [audio[0]] if kind == "mono" else list(audio)
+                    for ch in chans:
+                        if np.abs(ch).max(initial=0) > 1e-4:
+                            n_out += 1
+                            yield ch
+            if n_out == 0:
+                kinds = "mono or dialog" if self.use_dialog else "mono"
+                raise ValueError(f"no {kinds} samples for rank {self.rank} in {len(self.shards)} shard(s)")
+            epoch += 1
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        rng = np.random.default_rng([self.seed, 1_000_003, self.rank])
+        clips = self.clips()
+        pool = [next(clips) for _ in range(min(self.pool_size, 8))]
+        while True:
+            out = np.zeros((self.batch_size, 1, self.segment), np.float32)
+            for b in range(self.batch_size):
+                c = next(clips)
+                if len(pool) < self.pool_size:
+                    pool.append(c)
+                else:
+                    pool[rng.integers(len(pool))] = c
+                clip = pool[rng.integers(len(pool))]
+                if len(clip) <= self.segment:
+                    out[b, 0, : len(clip)] = clip
+                else:
+                    s = rng.integers(0, len(clip) - self.segment + 1)
+                    out[b, 0] = clip[s : s + self.segment]
+            yield torch.from_numpy(out)
+
+
+def fixed_eval_batch(shards: list[str], n: int = 8, seconds: float = 1.0, sample_rate: int = 16000,
+                     seed: int = 123) -> torch.Tensor:
+    """A fixed batch of crops for before/after comparisons (deterministic for given shards)."""
+    stream = CropStream(shards, int(seconds * sample_rate), n, seed=seed, pool_size=64)
+    return next(iter(stream))
+
+
+# -- checkpoints ----------------------------------------------------------------------------------------------
+def latest_uri(out: str) -> str:
+    return storage.join(out, "checkpoints", "latest.json")
+
+
+def save_checkpoint(out: str, model: CodecModel, opt: torch.optim.Optimizer | None, step: int,
+                    cfg: CodecTrainConfig) -> str:
+    ck = model.checkpoint()
+    ck.update({"optimizer": opt.state_dict() if opt is not None else None, "step": step, "train_config": cfg.to_dict()})
+    d = storage.join(out, "checkpoints", f"step-{step:07d}")
+    buf = io.BytesIO()
+    torch.save(ck, buf)
+    uri = storage.join(d, "codec.pt")
+    storage.write_bytes(uri, buf.getvalue())
+    storage.write_text(storage.join(d, "config.json"), json.dumps(
+        {"codec_id": ck["codec_id"], "step": step, "codec": ck["config"], "train": cfg.to_dict()}, indent=2) + "\n")
+    prev = None
+    if storage.exists(latest_uri(out)):
+        prev = json.loads(storage.read_text(latest_uri(out)))
+    storage.write_text(latest_uri(out), json.dumps({"step": step, "uri": uri, "codec_id": ck["codec_id"]}) + "\n")
+    _prune(out, cfg.keep_checkpoints, keep={uri, (prev or {}).get("uri")})
+    return uri
+
+
+def _prune(out: str, keep_n: int, keep: set) -> None:
+    if keep_n <= 0:
+        return
+    files = [f for f in storage.list_files(storage.join(out, "checkpoints"), "codec.pt")]
+    for f in files[:-keep_n]:
+        if f not in keep:
+            storage.remove(f)
+            storage.remove(f.rsplit("/", 1)[0] + "/config.json")
+
+
+def load_latest(out: str) -> dict | None:
+    if not storage.exists(latest_uri(out)):
+        return None
+    info = json.loads(storage.read_text(latest_uri(out)))
+    return torch.load(io.BytesIO(storage.read_bytes(info["uri"])), map_location="cpu", weights_only=True)
+
+
+# -- the loop -------------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    model: CodecModel
+    step: int
+    history: list[dict]
+    checkpoint: str = ""
+    resumed_from: int = 0
+
+
+def _loop(cfg: CodecTrainConfig, data_uri: str, steps: int, *, rank: int, world: int, device: torch.device,
+          wrap: Callable[[torch.nn.Module], torch.nn.Module], report: Callable[[dict, str], None],
+          out: str | None) -> TrainResult:
+    storage.configure(cfg.storage or None)
+    torch.manual_seed(cfg.seed + rank)
+    ccfg = cfg.codec_config()
+    model = CodecModel(ccfg)
+    ck = load_latest(out) if out else None
+    start = 0
+    if ck is not None:
+        if CodecConfig.from_dict(ck["config"]) != ccfg:
+            raise ValueError(f"{out} holds a checkpoint of another codec config; use a new --out")
+        model.load_state_dict(ck["model"])
+        start = int(ck["step"])
+    model.to(device).train()
+    net = wrap(model)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if ck is not None and ck.get("optimizer"):
+        opt.load_state_dict(ck["optimizer"])
+    loss_fn = CodecLoss(ccfg.sample_rate, cfg.loss).to(device)
+    shards = segment_shards(data_uri)
+    # a resumed run draws other crops than the first run did (seeded by the start step)
+    stream = iter(CropStream(shards, int(round(cfg.segment_s * ccfg.sample_rate)), cfg.batch_size,
+                             seed=cfg.seed + 7919 * start, rank=rank, world=world, pool_size=cfg.pool_size,
+                             use_dialog=cfg.use_dialog))
+    use_bf16 = cfg.bf16 and device.type == "cuda"
+    history: list[dict] = []
+    ckpt = ""
+    step = start
+    t_prev = time.perf_counter()
+    while step < steps:
+        batch = next(stream).to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            y, codes, commit = net(batch)
+        loss, m = loss_fn(y, batch, commit)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else torch.zeros(())
+        opt.step()
+        step += 1
+        now = time.perf_counter()
+        m.update({"step": step, "grad_norm": float(gn), "step_s": now - t_prev,
+                  "audio_s_per_s": cfg.batch_size * world * cfg.segment_s / max(now - t_prev, 1e-9)})
+        t_prev = now
+        if not math.isfinite(m["loss"]):
+            raise FloatingPointError(f"codec training diverged at step {step}: loss {m['loss']}")
+        history.append(m)
+        saved = ""
+        if out and rank == 0 and (step % cfg.ckpt_every == 0 or step == steps):
+            ckpt = saved = save_checkpoint(out, model, opt, step, cfg)
+        report(m, saved)
+    model.eval()
+    return TrainResult(model, step, history, ckpt, start)
+
+
+def train_local(cfg: CodecTrainConfig, data_uri: str, steps: int, *, out: str | None = None,
+                device: str | None = None, log: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train in this process (one worker). ``out``: checkpoint/resume URI (None: no checkpoints)."""
+    dev = torch.device(device or ("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu"))
+    if out:
+        storage.write_text(storage.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return _loop(cfg, data_uri, steps, rank=0, world=1, device=dev, wrap=lambda m: m,
+                 report=lambda m, _ckpt: log(m) if log else None, out=out)
+
+
+def _ray_worker(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    cfg = CodecTrainConfig.from_dict(config["cfg"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(config.get("threads", 1))))
+
+    def report(m: dict, saved: str) -> None:
+        """Every step's metrics; with a step that saved a checkpoint, a Ray checkpoint pointing at it (so the
+        Result's metrics and checkpoint are those of the last saved step)."""
+        metrics = {k: v for k, v in m.items() if isinstance(v, (int, float))}
+        if not saved:
+            ray.train.report(metrics)
+            return
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "pointer.json").write_text(json.dumps({"uri": saved, "step": m["step"]}))
+            ray.train.report({**metrics, "checkpoint_uri": saved}, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+    _loop(cfg, config["data"], int(config["steps"]), rank=rank, world=world, device=device,
+          wrap=lambda m: ray.train.torch.prepare_model(m, move_to_device=False), report=report, out=config["out"])
+
+
+def train_ray(cfg: CodecTrainConfig, data_uri: str, steps: int, out: str, *, num_workers: int = 1,
+              use_gpu: bool = False, storage_path: str | None = None, threads_per_worker: int = 1):
+    """Ray Train ``TorchTrainer`` over ``num_workers`` workers (DDP; gloo on CPU, nccl on GPU).
+
+    Returns the Ray Train ``Result``: its metrics and checkpoint are those of the last saved step (the final step
+    always saves); every step's metrics went through ``ray.train.report``."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    storage.write_text(storage.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if storage_path is None and storage.is_local(out):
+        storage_path = str(Path(storage.local_path(out)).resolve() / "ray")
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config={"cfg": cfg.to_dict(), "data": data_uri, "steps": steps, "out": out,
+                           "threads": threads_per_worker},
+        scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                               resources_per_worker={"CPU": threads_per_worker}),
+        run_config=ray.train.RunConfig(name=f"codec-{int(time.time())}", storage_path=storage_path),
+    )
+    return trainer.fit()
+
+
+def measure_mel_distance(model: CodecModel, batch: torch.Tensor) -> float:
+    """Mel distance of ``model``'s reconstruction (encode -> decode) of ``batch`` [B, 1, T]."""
+    model.eval()
+    y = model.decode(model.encode(batch))
+    return mel_distance(y[..., : batch.shape[-1]].cpu(), batch)

@@ -1,0 +1,452 @@
+"""The encode job: segment shards -> codec tokens (DESIGN §1, §4, §8).
+
+``matalu encode --segments URI --codec CKPT|TS_FILE|module:factory --out URI``
+
+* A work unit is one segment shard. Its fingerprint is sha256(job version, codec_id, the segment shard's
+  sha256 (from the ingest manifests when present, else from its bytes), its relative path); a unit whose
+  ``_DONE`` marker holds the same fingerprint, and whose token shards still exist, is skipped (resume).
+* Ray Data ``map_batches`` over units with a model-holding class (:class:`EncodeWorker`; ``num_gpus=1`` per
+  actor when the cluster has GPUs, CPU actors otherwise). Inside a unit, clips (each channel of a ``dialog``
+  sample is a clip) are sorted by length and cut into batches of similar length (``batch_seconds`` of padded
+  audio, at most ``max_batch`` clips), zero-padded on the right to a whole frame, encoded, and trimmed back to
+  ``ceil(samples / hop)`` frames each (for our causal codec right padding cannot change earlier frames: batched
+  latents equal one-by-one latents to float rounding, so codes differ only where rounding flips a near-tie).
+* Output, all under ``T = <out>/tokens/<codec_id>``::
+
+      T/<source>/<kind>/<segment shard name>.tar   <key>.codes.npy  int16 [channels × Q, frames] (ch 0 first)
+                                                   <key>.json       the segment sample's JSON + codec_id,
+                                                                    frames, frame_rate, num_codebooks, …
+      T/manifests/parts/<unit>/{samples,shards}.parquet + _DONE   per unit, _DONE last
+      T/manifests/{samples,shards,runs}.parquet, config-<run>.json  merged after every unit is done
+      T/_SUCCESS                                                    last: the run is committed
+
+  ``samples`` rows are :class:`manifests.rows.Sample` with ``codec_id`` set and ``shard`` = the token shard;
+  ``shards`` rows have ``kind="tokens"``.
+
+Frame rule: a clip of ``n`` samples gives ``ceil(n / hop)`` frames, ``hop = sample_rate / frame_rate``; the
+segment JSON's ``duration_s`` is ``n / 16000`` rounded to 4 decimals, so frames = ceil(duration_s × frame_rate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import numpy as np
+
+import storage
+from manifests.io import MANIFEST_DIR, SUCCESS, concat_tables, manifest_uri, read_table, table_bytes, to_table
+from manifests.rows import Run, Sample, Shard
+
+log = logging.getLogger("matalu.encode")
+ENCODE_VERSION = 1  # bump when this job's output for the same input and codec changes
+DONE = "_DONE"
+
+
+@dataclass
+class EncodeConfig:
+    segments: str = "data/out"  # an ingest output (its segments/ folder) or a folder of segment shards
+    codec: str = ""  # codec.pt / training output / TorchScript file / module:factory
+    out: str = "data/out"
+    address: str | None = None
+    num_workers: int | None = None  # encoding actors (default: one per GPU, else one per CPU)
+    num_cpus: int | None = None  # CPUs of a local Ray started by this job
+    use_gpu: bool | None = None  # None: use GPUs when the cluster has them
+    batch_seconds: float = 240.0  # padded audio per encode batch
+    max_batch: int = 64
+    max_shard_samples: int = 100_000  # token shards mirror segment shards; limits only split huge ones
+    max_shard_bytes: int = 256 * 1024 * 1024
+    storage: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EncodeConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class EncodeUnit:
+    unit_id: str
+    segment_uri: str
+    source: str
+    kind: str
+    name: str  # shard file name without .tar
+    fingerprint: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, s: str) -> "EncodeUnit":
+        return cls(**json.loads(s))
+
+
+@dataclass
+class EncodeResult:
+    out: str  # <out>/tokens/<codec_id>
+    codec_id: str
+    run_id: str
+    units_total: int
+    units_skipped: int
+    units_processed: int
+    units_failed: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    committed: bool = False
+    noop: bool = False
+
+
+def tokens_root(out: str, codec_id: str) -> str:
+    return storage.join(out, "tokens", codec_id)
+
+
+def parts_uri(root: str, unit_id: str) -> str:
+    return storage.join(root, MANIFEST_DIR, "parts", unit_id)
+
+
+def segments_dir(segments: str) -> tuple[str, str | None]:
+    """(folder holding <source>/<kind>/*.tar, the ingest output whose manifests describe them or None)."""
+    seg = storage.join(segments, "segments")
+    if storage.list_files(seg, ".tar"):
+        return seg, segments
+    if segments.rstrip("/").endswith("/segments"):
+        return segments, segments.rstrip("/")[: -len("/segments")]
+    return segments, None
+
+
+def make_units(segments: str, codec_id: str) -> list[EncodeUnit]:
+    seg_dir, ingest_out = segments_dir(segments)
+    files = [f for f in storage.list_files(seg_dir, ".tar") if "/tokens/" not in f[len(seg_dir):]]
+    if not files:
+        raise FileNotFoundError(f"no segment shards (*.tar) under {segments}")
+    known: dict[str, str] = {}
+    if ingest_out is not None:
+        m = manifest_uri(ingest_out, "shards")
+        if storage.exists(m):
+            t = read_table(m, Shard)
+            known = dict(zip(t.column("uri").to_pylist(), t.column("sha256").to_pylist()))
+    units = []
+    for f in files:
+        rel = f[len(seg_dir.rstrip("/")) + 1:]
+        parts = rel.split("/")
+        name = parts[-1][: -len(".tar")]
+        source = parts[0] if len(parts) >= 2 else "unknown"
+        kind = parts[1] if len(parts) >= 3 else "mono"
+        sha = known.get(f) or storage.sha256_bytes(storage.read_bytes(f))
+        fp = hashlib.sha256(f"{ENCODE_VERSION}|{codec_id}|{sha}|{rel}".encode()).hexdigest()
+        uid = "-".join(p.replace(".", "_") for p in rel[: -len(".tar")].split("/"))
+        units.append(EncodeUnit(uid, f, source, kind, name, fp))
+    return units
+
+
+def unit_done(root: str, unit: EncodeUnit) -> bool:
+    try:
+        done = json.loads(storage.read_text(storage.join(parts_uri(root, unit.unit_id), DONE)))
+    except (FileNotFoundError, ValueError):
+        return False
+    return done.get("fingerprint") == unit.fingerprint and all(storage.exists(s) for s in done.get("shards", []))
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def length_buckets(lengths: list[int], batch_samples: int, max_batch: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches whose padded size (count × longest) stays under
+    ``batch_samples`` (a clip longer than that gets a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        if cur and (len(cur) >= max_batch or (len(cur) + 1) * lengths[i] > batch_samples):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+class UnitEncoder:
+    """Holds the codec; turns one segment shard into its token shard(s) and manifest parts."""
+
+    def __init__(self, cfg: EncodeConfig, run_id: str = "", device: str = "cpu") -> None:
+        import torch
+
+        from codec.adapters import load_codec
+        from codec.base import check_codec, hop_length
+
+        if device == "cpu":
+            torch.set_num_threads(1)  # one core per actor
+        storage.configure(cfg.storage or None)
+        self.cfg, self.run_id, self.device = cfg, run_id, device
+        self.codec = check_codec(load_codec(cfg.codec, device), cfg.codec)
+        self.codec_id = str(self.codec.codec_id)
+        self.hop = hop_length(self.codec)
+        self.root = tokens_root(cfg.out, self.codec_id)
+
+    def encode_clips(self, clips: list[np.ndarray]) -> list[np.ndarray]:
+        """int64 codes [Q, ceil(len / hop)] per clip, batched by length."""
+        import torch
+
+        from codec.base import num_frames
+
+        out: list[np.ndarray | None] = [None] * len(clips)
+        batch_samples = int(self.cfg.batch_seconds * self.codec.sample_rate)
+        for idx in length_buckets([len(c) for c in clips], batch_samples, self.cfg.max_batch):
+            longest = max(len(clips[i]) for i in idx)
+            longest += (-longest) % self.hop
+            x = np.zeros((len(idx), 1, max(longest, self.hop)), np.float32)
+            for b, i in enumerate(idx):
+                x[b, 0, : len(clips[i])] = clips[i]
+            codes = self.codec.encode(torch.from_numpy(x).to(self.device)).cpu()
+            for b, i in enumerate(idx):
+                f = num_frames(len(clips[i]), self.hop)
+                if codes.shape[-1] < f:
+                    raise ValueError(f"codec {self.codec_id} gave {codes.shape[-1]} frames for {len(clips[i])} samples; "
+                                     f"expected at least {f}")
+                out[i] = codes[b, :, :f].numpy()
+        return out  # type: ignore[return-value]
+
+    def process(self, unit: EncodeUnit) -> dict:
+        from codec.train import read_sample
+
+        t0 = time.perf_counter()
+        Q, K = int(self.codec.num_codebooks), int(self.codec.codebook_size)
+        items: list[tuple[str, dict, np.ndarray]] = []
+        for key, members in storage.iter_shard(unit.segment_uri):
+            meta, audio = read_sample(members)
+            sr = int(meta.get("sample_rate") or self.codec.sample_rate)
+            if sr != int(self.codec.sample_rate):
+                raise ValueError(f"{key}: {sr} Hz audio, codec {self.codec_id} wants {self.codec.sample_rate} Hz")
+            items.append((key, meta, audio))
+        clips, owner = [], []
+        for n, (_, _, audio) in enumerate(items):
+            for c in range(audio.shape[0]):  # dialog: channel 0 (system) first, then channel 1 (user)
+                clips.append(audio[c])
+                owner.append(n)
+        codes = self.encode_clips(clips)
+        per_item: list[list[np.ndarray]] = [[] for _ in items]
+        for n, c in zip(owner, codes):
+            per_item[n].append(c)
+        audio_s = sum(a.shape[1] for _, _, a in items) / float(self.codec.sample_rate)
+        t_enc = time.perf_counter() - t0
+
+        base = storage.join(self.root, unit.source, unit.kind)
+        writer = storage.ShardWriter(
+            lambda part: storage.join(base, f"{unit.name}.tar" if part == 0 else f"{unit.name}_{part:03d}.tar"),
+            max_bytes=self.cfg.max_shard_bytes, max_samples=self.cfg.max_shard_samples)
+        samples: list[Sample] = []
+        seconds: dict[int, float] = {}
+        part_of: list[int] = []
+        with writer:
+            for (key, meta, audio), cs in zip(items, per_item):
+                arr = np.concatenate(cs, axis=0)  # [channels × Q, frames]
+                if K > 32768 or arr.min(initial=0) < 0 or arr.max(initial=0) >= K:
+                    raise ValueError(f"{key}: codes outside 0..{K - 1} or not representable as int16")
+                arr16 = arr.astype(np.int16)
+                m = dict(meta)
+                m.update({"codec_id": self.codec_id, "frames": int(arr.shape[1]), "frame_rate": float(self.codec.frame_rate),
+                          "num_codebooks": Q, "codebook_size": K, "codes_shape": list(arr16.shape),
+                          "num_samples": int(audio.shape[1]), "segment_shard": unit.segment_uri})
+                part = writer.write(key, {"codes.npy": npy_bytes(arr16),
+                                          "json": json.dumps(m, ensure_ascii=False, sort_keys=True).encode()})
+                dur = float(meta.get("duration_s") or audio.shape[1] / self.codec.sample_rate)
+                seconds[part] = seconds.get(part, 0.0) + dur
+                part_of.append(part)
+                row = dict(meta)
+                row.update({"codec_id": self.codec_id, "shard": ""})
+                row.setdefault("sample_id", key)
+                row.setdefault("kind", unit.kind)
+                row.setdefault("source", unit.source)
+                row.setdefault("recording_id", "")
+                row.setdefault("start_s", 0.0)
+                row.setdefault("end_s", dur)
+                row.setdefault("duration_s", dur)
+                row.setdefault("channels", int(audio.shape[0]))
+                samples.append(Sample.from_dict(row))
+        for smp, part in zip(samples, part_of):
+            smp.shard = writer.shards[part].uri
+        shards = [Shard(uri=i.uri, kind="tokens", sample_kind=unit.kind, source=unit.source, unit=unit.unit_id,
+                        n_samples=i.n_samples, seconds=round(seconds.get(p, 0.0), 3), bytes=i.bytes, sha256=i.sha256,
+                        codec_id=self.codec_id, created_by=self.run_id)
+                  for p, i in enumerate(writer.shards)]
+        self._commit(unit, samples, shards)
+        return {"unit_id": unit.unit_id, "samples": len(samples), "clips": len(clips), "seconds": round(audio_s, 3),
+                "encode_s": round(t_enc, 3), "elapsed_s": round(time.perf_counter() - t0, 3)}
+
+    def _commit(self, unit: EncodeUnit, samples: list[Sample], shards: list[Shard]) -> None:
+        base = parts_uri(self.root, unit.unit_id)
+        old = storage.join(base, "shards.parquet")
+        if storage.exists(old):  # a redo: drop parts this run no longer produces
+            keep = {s.uri for s in shards}
+            for s in read_table(old, Shard).column("uri").to_pylist():
+                if s not in keep:
+                    storage.remove(s)
+        storage.write_bytes(storage.join(base, "samples.parquet"), table_bytes(to_table(samples, Sample)))
+        storage.write_bytes(storage.join(base, "shards.parquet"), table_bytes(to_table(shards, Shard)))
+        storage.write_text(storage.join(base, DONE), json.dumps(
+            {"fingerprint": unit.fingerprint, "run_id": self.run_id, "shards": [s.uri for s in shards]}) + "\n")
+
+
+class EncodeWorker:
+    """Ray Data actor holding a UnitEncoder (and so the codec, on its GPU when it has one)."""
+
+    def __init__(self, cfg_json: str, run_id: str, use_gpu: bool) -> None:
+        device = "cuda" if use_gpu else "cpu"
+        self.enc = UnitEncoder(EncodeConfig.from_dict(json.loads(cfg_json)), run_id, device)
+
+    def __call__(self, batch: dict) -> dict:
+        out = []
+        for s in batch["unit"]:
+            unit = EncodeUnit.from_json(str(s))
+            try:
+                out.append(json.dumps(self.enc.process(unit)))
+            except Exception as e:  # the unit stays uncommitted; a rerun retries it
+                import traceback
+
+                out.append(json.dumps({"unit_id": unit.unit_id, "error": f"{type(e).__name__}: {e}",
+                                       "traceback": traceback.format_exc()}))
+        return {"summary": np.array(out, dtype=object)}
+
+
+def _init_ray(cfg: EncodeConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    kw = dict(logging_level=logging.WARNING, configure_logging=True, log_to_driver=True)
+    if cfg.address:
+        ray.init(address=cfg.address, **kw)
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(**kw)
+    else:
+        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, **kw)
+
+
+def _run_units(cfg: EncodeConfig, todo: list[EncodeUnit], run_id: str, on_done: Callable[[dict], None]) -> None:
+    import ray
+    import ray.data
+
+    _init_ray(cfg)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    res = ray.cluster_resources()
+    gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
+    use_gpu = gpus > 0 if cfg.use_gpu is None else bool(cfg.use_gpu)
+    if use_gpu and gpus == 0:
+        raise ValueError("--gpu asked for, but the Ray cluster has no GPUs")
+    n = max(1, min(cfg.num_workers or (gpus if use_gpu else cpus), len(todo)))
+    ds = ray.data.from_items([{"unit": u.to_json()} for u in todo], override_num_blocks=len(todo))
+    ds = ds.map_batches(
+        EncodeWorker,
+        fn_constructor_kwargs={"cfg_json": cfg.to_json(), "run_id": run_id, "use_gpu": use_gpu},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n),
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=1,
+    )
+    for row in ds.iter_rows():
+        on_done(json.loads(row["summary"]))
+
+
+def _units_fingerprint(units: list[EncodeUnit]) -> str:
+    h = hashlib.sha256()
+    for u in units:
+        h.update(f"{u.unit_id}:{u.fingerprint}\n".encode())
+    return h.hexdigest()
+
+
+def merge_manifests(root: str, units: list[EncodeUnit]) -> dict:
+    counts = {}
+    for name, cls in (("samples", Sample), ("shards", Shard)):
+        t = concat_tables([read_table(storage.join(parts_uri(root, u.unit_id), f"{name}.parquet"), cls) for u in units], cls)
+        storage.write_bytes(manifest_uri(root, name), table_bytes(t))
+        counts[name] = t.num_rows
+    return counts
+
+
+def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callable[[str], None] = print) -> EncodeResult:
+    from codec.adapters import load_codec
+    from codec.base import check_codec
+
+    if not cfg.codec:
+        raise ValueError("no codec given (--codec CKPT|TS_FILE|module:factory)")
+    storage.configure(cfg.storage or None)
+    started = datetime.now(timezone.utc)
+    run_id = started.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    codec = check_codec(load_codec(cfg.codec, "cpu"), cfg.codec)  # the driver only needs its id
+    codec_id = str(codec.codec_id)
+    del codec
+    root = tokens_root(cfg.out, codec_id)
+    units = make_units(cfg.segments, codec_id)
+    fp = _units_fingerprint(units)
+    success = storage.join(root, SUCCESS)
+    todo = [u for u in units if not unit_done(root, u)]
+    if storage.exists(success) and not todo:
+        try:
+            prev = json.loads(storage.read_text(success))
+        except ValueError:
+            prev = {}
+        if prev.get("units_fingerprint") == fp:
+            say(f"[encode] {root} is already committed for these segment shards and codec: nothing to do")
+            return EncodeResult(root, codec_id, prev.get("run_id", ""), len(units), len(units), 0,
+                                counts=prev.get("counts", {}), committed=True, noop=True)
+    if storage.exists(success):
+        storage.remove(success)
+    skipped = len(units) - len(todo)
+    say(f"[encode] run {run_id}: codec {codec_id}, {len(units)} segment shards; {skipped} already encoded, "
+        f"{len(todo)} to encode -> {root}")
+    failed: list[str] = []
+    totals = {"samples": 0, "seconds": 0.0, "encode_s": 0.0}
+    if todo:
+        t0 = time.perf_counter()
+
+        def on_done(s: dict) -> None:
+            if "error" in s:
+                failed.append(s["unit_id"])
+                say(f"[encode] unit {s['unit_id']} failed: {s['error']}\n{s.get('traceback', '')}")
+            else:
+                for k in totals:
+                    totals[k] += s[k]
+
+        _run_units(cfg, todo, run_id, on_done)
+        say(f"[encode] {totals['seconds'] / 3600:.3f} h of audio in {time.perf_counter() - t0:.1f} s wall; "
+            f"actor encode time {totals['encode_s']:.1f} s = {totals['seconds'] / max(totals['encode_s'], 1e-9):.0f}x realtime per actor")
+    done = [u for u in units if u.unit_id not in failed]
+    counts = merge_manifests(root, done)
+    counts["failed_units"] = len(failed)
+    ended = datetime.now(timezone.utc)
+    from pipelines.ingest import versions
+
+    runs_uri = manifest_uri(root, "runs")
+    old = read_table(runs_uri, Run) if storage.exists(runs_uri) else Run.SCHEMA.empty_table()
+    run = Run(run_id=run_id, command=command, config=cfg.to_json(), versions=json.dumps(versions()),
+              started=started.isoformat(), ended=ended.isoformat(), counts=json.dumps(counts))
+    storage.write_bytes(runs_uri, table_bytes(concat_tables([old, to_table([run], Run)], Run)))
+    storage.write_text(storage.join(root, MANIFEST_DIR, f"config-{run_id}.json"), json.dumps(cfg.to_dict(), indent=2) + "\n")
+    committed = not failed
+    if committed:
+        storage.write_text(success, json.dumps({"run_id": run_id, "codec_id": codec_id, "units_fingerprint": fp,
+                                                "counts": counts}) + "\n")
+    else:
+        say(f"[encode] NOT committed: {len(failed)} failed units; rerun the same command to retry them")
+    return EncodeResult(root, codec_id, run_id, len(units), skipped, len(todo) - len(failed), failed, counts, committed)
