@@ -1,6 +1,6 @@
 """Typed manifest rows, their Parquet schemas, read/write, and stats (DESIGN §3)."""
 
-from manifests.rows import ROW_TYPES, Recording, Reject, Run, Sample, Shard, Turn
+from manifests.rows import ROW_TYPES, Diarization, Recording, Reject, Run, Sample, Shard, Turn
 from manifests.io import (
     MANIFEST_DIR,
     SUCCESS,
@@ -15,6 +15,7 @@ from manifests.io import (
 
 __all__ = [
     "ROW_TYPES",
+    "Diarization",
     "Recording",
     "Reject",
     "Run",

@@ -260,4 +260,32 @@ class Run(Row):
     )
 
 
-ROW_TYPES: dict[str, type[Row]] = {c.TABLE: c for c in (Recording, Sample, Shard, Reject, Run)}
+@dataclass
+class Diarization(Row):
+    """How the diarizer did on a recording whose true turns are known (or what it found, when none are)."""
+
+    TABLE: ClassVar[str] = "diarization"
+    recording_id: str
+    source: str
+    seconds: float
+    hyp_speakers: int
+    ref_speakers: int | None = None
+    der: float | None = None  # collar 0, overlap scored
+    der_collar025: float | None = None
+    used_for_turns: bool = False
+
+    SCHEMA: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("recording_id", pa.string()),
+            ("source", pa.string()),
+            ("seconds", pa.float64()),
+            ("hyp_speakers", pa.int32()),
+            ("ref_speakers", pa.int32()),
+            ("der", pa.float64()),
+            ("der_collar025", pa.float64()),
+            ("used_for_turns", pa.bool_()),
+        ]
+    )
+
+
+ROW_TYPES: dict[str, type[Row]] = {c.TABLE: c for c in (Recording, Sample, Shard, Reject, Run, Diarization)}

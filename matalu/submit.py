@@ -25,6 +25,23 @@ def absolutize(argv: list[str]) -> list[str]:
     return out
 
 
+def _submit_with_retry(client, entry: str, runtime_env: dict, wait_s: float = 120.0) -> str:
+    """Submit, waiting while a freshly started head has no job agent yet ("No available agent")."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    delay = 1.0
+    while True:
+        try:
+            return client.submit_job(entrypoint=entry, runtime_env=runtime_env)
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            print("[submit] the head's job agent is not up yet; retrying", flush=True)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 10.0)
+
+
 def submit(address: str, argv: list[str], *, python: str | None = None, wait: bool = True,
            env: dict[str, str] | None = None) -> int:
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -36,7 +53,7 @@ def submit(address: str, argv: list[str], *, python: str | None = None, wait: bo
     runtime_env: dict = {"working_dir": str(REPO_ROOT), "excludes": EXCLUDES}
     if env:
         runtime_env["env_vars"] = env
-    job_id = client.submit_job(entrypoint=entry, runtime_env=runtime_env)
+    job_id = _submit_with_retry(client, entry, runtime_env)
     print(f"[submit] job {job_id} on {address}: {entry}", flush=True)
     if not wait:
         return 0

@@ -10,18 +10,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.stages.diarize import DiarizeConfig
 from pipelines.stages.quality import FilterConfig
 from pipelines.stages.segment import SegmentConfig
 from pipelines.stages.vad import VadConfig
 from storage import StorageOptions
 
-PIPELINE_VERSION = 1  # bump when stage code changes what a unit produces; committed units are then redone
+PIPELINE_VERSION = 2  # bump when stage code changes what a unit produces; committed units are then redone
 
 
 @dataclass
 class SourceSpec:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DiarizationConfig:
+    """Diarization inside ingestion (DESIGN §7).
+
+    Recordings of ``sources`` that have no turns (mono podcasts) are diarized; speaker turns become exchanges and
+    roles, and the mono mix is cut into 2-channel dialog windows. Recordings of ``report_der_sources`` keep their
+    true turns, and their mix is diarized too, so every run reports DER (``manifests/diarization.parquet``)."""
+
+    sources: list[str] = field(default_factory=lambda: ["podcasts"])
+    report_der_sources: list[str] = field(default_factory=lambda: ["synthetic"])
+    merge_gap_s: float = 0.5  # same-speaker gaps shorter than this merge into one turn
+    max_response_gap_s: float = 2.0  # an answer must start within this of the question's end
+    system: str = "more"  # which speaker is the system: more | less | first | second
+    model: DiarizeConfig = field(default_factory=DiarizeConfig)
 
 
 @dataclass
@@ -46,6 +63,7 @@ class IngestConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
     storage: StorageOptions = field(default_factory=StorageOptions)
+    diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
     exclude_licenses: list[str] = field(default_factory=list)  # globs, e.g. ["CC-BY-NC*"]: rejected while preparing
 
     def validate(self) -> None:
@@ -56,6 +74,7 @@ class IngestConfig:
         if not self.sources:
             raise ValueError("no sources configured")
         self.segment.validate()
+        self.diarization.model.validate()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -65,7 +84,7 @@ class IngestConfig:
 
     def processing_fingerprint(self) -> str:
         """What a unit's output depends on besides its recordings."""
-        d = {k: v for k, v in self.to_dict().items() if k in ("sample_rate", "vad", "segment", "filters", "shards")}
+        d = {k: v for k, v in self.to_dict().items() if k in ("sample_rate", "vad", "segment", "filters", "shards", "diarization")}
         d["pipeline_version"] = PIPELINE_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 

@@ -21,13 +21,14 @@ import numpy as np
 
 import storage
 from manifests.io import MANIFEST_DIR, SUCCESS, concat_tables, manifest_uri, read_table, table_bytes, to_table
-from manifests.rows import Recording, Reject, Run, Sample, Shard
+from manifests.rows import Diarization, Recording, Reject, Run, Sample, Shard
 from pipelines import sources as source_registry
 from pipelines.config import IngestConfig, config_from_dict
 from pipelines.unit import UnitProcessor, WorkUnit, make_units, parts_uri, unit_done
 
 log = logging.getLogger("matalu.ingest")
-TABLES = (("recordings", Recording), ("samples", Sample), ("rejects", Reject), ("shards", Shard))
+TABLES = (("recordings", Recording), ("samples", Sample), ("rejects", Reject), ("shards", Shard),
+          ("diarization", Diarization))
 
 
 @dataclass
@@ -171,6 +172,11 @@ def merge_manifests(out: str, units: list[WorkUnit], prep_rejects: list[Reject])
         t = concat_tables(tables, cls)
         storage.write_bytes(manifest_uri(out, name), table_bytes(t))
         counts[name] = t.num_rows
+        if name == "diarization" and t.num_rows:
+            scored = [(d, s) for d, s in zip(t.column("der").to_pylist(), t.column("seconds").to_pylist()) if d is not None]
+            if scored:  # time-weighted, as DER is
+                counts["der_collar0"] = round(sum(d * s for d, s in scored) / sum(s for _, s in scored), 5)
+            counts["diarized_into_dialogs"] = sum(bool(x) for x in t.column("used_for_turns").to_pylist())
     return counts
 
 
@@ -240,6 +246,9 @@ def run_ingest(cfg: IngestConfig, *, command: str = "matalu ingest", say: Callab
     counts = merge_manifests(cfg.out, done_units, prep_rejects)
     missing = reconcile(cfg.out, [r for u in done_units for r in u.recordings])
     counts["unaccounted_recordings"] = len(missing)
+    if "der_collar0" in counts:
+        say(f"[ingest] diarization check on recordings with true turns: DER {100 * counts['der_collar0']:.2f}% "
+            "(collar 0, overlap scored; per recording in manifests/diarization.parquet)")
     counts["failed_units"] = len(failed)
     ended = datetime.now(timezone.utc)
     _append_run(cfg.out, Run(run_id=run_id, command=command, config=cfg.to_json(), versions=json.dumps(versions()),

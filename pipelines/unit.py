@@ -16,7 +16,7 @@ import numpy as np
 
 import storage
 from manifests.io import MANIFEST_DIR, read_rows, table_bytes, to_table
-from manifests.rows import Recording, Reject, Sample, Shard
+from manifests.rows import Diarization, Recording, Reject, Sample, Shard
 from pipelines.config import IngestConfig
 from pipelines.sources.manifest import safe_id
 from pipelines.stages import quality as Q
@@ -162,6 +162,8 @@ class UnitProcessor:
             t.mask = speech_mask(t.regions, len(t.audio), sr)
             t.noise = Q.noise_floor(t.audio, t.mask)
 
+        diar_rows = self._diarize(decoded, reject)
+
         mono: list[tuple[Sample, np.ndarray]] = []
         dialog: list[tuple[Sample, np.ndarray]] = []
         for rec, dec, tracks in decoded:
@@ -187,7 +189,7 @@ class UnitProcessor:
             shard_rows += self._write_shards(unit, kind, items)
             samples += [s for s, _ in items]
 
-        self._commit_parts(unit, recs, samples, rejects, shard_rows)
+        self._commit_parts(unit, recs, samples, rejects, shard_rows, diar_rows)
         return {
             "unit_id": unit.unit_id,
             "recordings": len(recs),
@@ -200,6 +202,41 @@ class UnitProcessor:
         }
 
     # ------------------------------------------------------------------------------------------------------
+    def _diarize(self, decoded, reject) -> list[Diarization]:
+        """Diarize the mono mix of recordings that need turns (podcasts) or a DER figure (synthetic)."""
+        dz = self.cfg.diarization
+        rows: list[Diarization] = []
+        for rec, dec, tracks in decoded:
+            need_turns = rec.source in dz.sources and not rec.turns
+            need_der = rec.source in dz.report_der_sources and bool(rec.turns)
+            if not (need_turns or need_der) or not any(t.regions for t in tracks):
+                continue
+            from pipelines.stages.der import der
+            from pipelines.stages.diarize import get_diarizer
+            from pipelines.stages.turns import diarization_to_turns
+
+            mix = dec.audio.mean(axis=0) if dec.channels > 1 else dec.audio[0]
+            try:
+                segs = get_diarizer(dz.model).diarize(np.ascontiguousarray(mix), self.cfg.sample_rate)
+            except Exception as e:  # the recording still gives mono samples; the failure is on record
+                reject(rec, rec.recording_id, "diarize", "diarization_failed", f"{type(e).__name__}: {e}")
+                continue
+            row = Diarization(recording_id=rec.recording_id, source=rec.source, seconds=round(dec.duration_s, 3),
+                              hyp_speakers=len({s[2] for s in segs}))
+            if need_der:
+                ref = [(t.start_s, t.end_s, t.speaker or t.role) for t in rec.turns]
+                row.ref_speakers = len({r[2] for r in ref})
+                row.der = round(der(ref, segs, collar=0.0), 5)
+                row.der_collar025 = round(der(ref, segs, collar=0.25), 5)
+            if need_turns:
+                turns = diarization_to_turns(segs, merge_gap_s=dz.merge_gap_s,
+                                             max_response_gap_s=dz.max_response_gap_s, system=dz.system)
+                if {t.role for t in turns} >= {"user", "system"}:
+                    rec.turns = turns  # the mono mix is split into system/user channels by these times
+                    row.used_for_turns = True
+            rows.append(row)
+        return rows
+
     def _mono(self, rec: Recording, rid: str, tracks: list[_Track], reject) -> list[tuple[Sample, np.ndarray]]:
         cfg, sr = self.cfg, self.cfg.sample_rate
         out = []
@@ -293,7 +330,7 @@ class UnitProcessor:
             for i, info in enumerate(writer.shards)
         ]
 
-    def _commit_parts(self, unit, recs, samples, rejects, shards) -> None:
+    def _commit_parts(self, unit, recs, samples, rejects, shards, diar) -> None:
         base = parts_uri(self.cfg.out, unit.unit_id)
         old = storage.join(base, "shards.parquet")
         if storage.exists(old):  # a redo (config changed): drop parts this run no longer produces
@@ -302,7 +339,8 @@ class UnitProcessor:
                 if s.uri not in keep:
                     storage.remove(s.uri)
         for name, rows, cls in (("recordings", recs, Recording), ("samples", samples, Sample),
-                                ("rejects", rejects, Reject), ("shards", shards, Shard)):
+                                ("rejects", rejects, Reject), ("shards", shards, Shard),
+                                ("diarization", diar, Diarization)):
             storage.write_bytes(storage.join(base, f"{name}.parquet"), table_bytes(to_table(rows, cls)))
         storage.write_text(storage.join(base, DONE), json.dumps(
             {"fingerprint": unit.fingerprint, "run_id": self.run_id, "shards": [s.uri for s in shards]}) + "\n")
