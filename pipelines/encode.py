@@ -34,7 +34,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ import numpy as np
 import storage
 from manifests.io import MANIFEST_DIR, SUCCESS, concat_tables, manifest_uri, read_table, table_bytes, to_table
 from manifests.rows import Run, Sample, Shard
+from pipelines.raytools import init_ray, run_unit
 
 log = logging.getLogger("matalu.encode")
 ENCODE_VERSION = 1  # bump when this job's output for the same input and codec changes
@@ -313,31 +313,13 @@ class EncodeWorker:
         self.enc = UnitEncoder(EncodeConfig.from_dict(json.loads(cfg_json)), run_id, device)
 
     def __call__(self, batch: dict) -> dict:
-        out = []
-        for s in batch["unit"]:
-            unit = EncodeUnit.from_json(str(s))
-            try:
-                out.append(json.dumps(self.enc.process(unit)))
-            except Exception as e:  # the unit stays uncommitted; a rerun retries it
-                import traceback
-
-                out.append(json.dumps({"unit_id": unit.unit_id, "error": f"{type(e).__name__}: {e}",
-                                       "traceback": traceback.format_exc()}))
+        units = [EncodeUnit.from_json(str(s)) for s in batch["unit"]]
+        out = [run_unit(u.unit_id, lambda u=u: self.enc.process(u)) for u in units]
         return {"summary": np.array(out, dtype=object)}
 
 
 def _init_ray(cfg: EncodeConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    kw = dict(logging_level=logging.WARNING, configure_logging=True, log_to_driver=True)
-    if cfg.address:
-        ray.init(address=cfg.address, **kw)
-    elif os.environ.get("RAY_ADDRESS"):
-        ray.init(**kw)
-    else:
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, **kw)
+    init_ray(cfg.address, cfg.num_cpus)
 
 
 def _run_units(cfg: EncodeConfig, todo: list[EncodeUnit], run_id: str, on_done: Callable[[dict], None]) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import subprocess
 import time
@@ -24,6 +23,8 @@ from manifests.io import MANIFEST_DIR, SUCCESS, concat_tables, manifest_uri, rea
 from manifests.rows import Diarization, Recording, Reject, Run, Sample, Shard
 from pipelines import sources as source_registry
 from pipelines.config import IngestConfig, config_from_dict
+from pipelines.raytools import init_ray as _init_ray
+from pipelines.raytools import run_unit
 from pipelines.unit import UnitProcessor, WorkUnit, make_units, parts_uri, unit_done
 
 log = logging.getLogger("matalu.ingest")
@@ -93,17 +94,7 @@ def prepare_sources(cfg: IngestConfig, say: Callable[[str], None] = print) -> tu
 
 # -- Ray ------------------------------------------------------------------------------------------------------
 def init_ray(cfg: IngestConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    kw = dict(logging_level=logging.WARNING, configure_logging=True, log_to_driver=True)
-    if cfg.address:
-        ray.init(address=cfg.address, **kw)
-    elif os.environ.get("RAY_ADDRESS"):
-        ray.init(**kw)
-    else:
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, **kw)
+    _init_ray(cfg.address, cfg.num_cpus)
 
 
 class RayUnitWorker:
@@ -113,16 +104,8 @@ class RayUnitWorker:
         self.proc = UnitProcessor(config_from_dict(json.loads(cfg_json)), run_id)
 
     def __call__(self, batch: dict) -> dict:
-        out = []
-        for s in batch["unit"]:
-            unit = WorkUnit.from_json(str(s))
-            try:
-                out.append(json.dumps(self.proc.process(unit)))
-            except Exception as e:  # the unit stays uncommitted; a rerun retries it
-                import traceback
-
-                out.append(json.dumps({"unit_id": unit.unit_id, "error": f"{type(e).__name__}: {e}",
-                                       "traceback": traceback.format_exc()}))
+        units = [WorkUnit.from_json(str(s)) for s in batch["unit"]]
+        out = [run_unit(u.unit_id, lambda u=u: self.proc.process(u)) for u in units]
         return {"summary": np.array(out, dtype=object)}
 
 

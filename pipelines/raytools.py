@@ -1,0 +1,32 @@
+"""Ray plumbing shared by the jobs (ingest, encode): connecting, and running a unit so a failure is reported."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import traceback
+from typing import Callable
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to ``address``, else to RAY_ADDRESS (set inside a Ray job), else start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kw = dict(logging_level=logging.WARNING, configure_logging=True, log_to_driver=True)
+    if address:
+        ray.init(address=address, **kw)
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(**kw)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **kw)
+
+
+def run_unit(unit_id: str, fn: Callable[[], dict]) -> str:
+    """``fn()``'s summary as JSON, or an error summary: the unit stays uncommitted and a rerun retries it."""
+    try:
+        return json.dumps(fn())
+    except Exception as e:
+        return json.dumps({"unit_id": unit_id, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
