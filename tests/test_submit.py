@@ -26,7 +26,11 @@ def ray_head():
     proc = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
-         "--num-cpus", "2", "--temp-dir", str(temp), "--disable-usage-stats"],
+         "--num-cpus", "2", "--temp-dir", str(temp), "--disable-usage-stats",
+         # this head shares the machine with the test session's own Ray: give its agents their own ports
+         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+         "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
+         "--ray-client-server-port", str(free_port())],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "RAY_ADDRESS": ""},
     )
