@@ -68,3 +68,12 @@ def resolve_table_uri(uri: str, table: str) -> str:
 
 def table_names() -> list[str]:
     return list(ROW_TYPES)
+
+
+def append_run(out: str, run) -> None:
+    """Add one ``Run`` row to ``<out>/manifests/runs.parquet`` (the run history of an output)."""
+    from manifests.rows import Run
+
+    uri = manifest_uri(out, "runs")
+    old = read_table(uri, Run) if storage.exists(uri) else Run.SCHEMA.empty_table()
+    storage.write_bytes(uri, table_bytes(concat_tables([old, to_table([run], Run)], Run)))

@@ -35,7 +35,6 @@ import io
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -43,9 +42,10 @@ from typing import Callable
 import numpy as np
 
 import storage
-from manifests.io import MANIFEST_DIR, SUCCESS, concat_tables, manifest_uri, read_table, table_bytes, to_table
+from manifests.io import MANIFEST_DIR, SUCCESS, append_run, concat_tables, manifest_uri, read_table, table_bytes, to_table
 from manifests.rows import Run, Sample, Shard
-from pipelines.raytools import init_ray, run_unit
+from pipelines.raytools import init_ray, new_run_id, run_unit, versions
+from pipelines.unit import parts_uri
 
 log = logging.getLogger("matalu.encode")
 ENCODE_VERSION = 1  # bump when this job's output for the same input and codec changes
@@ -112,10 +112,6 @@ class EncodeResult:
 
 def tokens_root(out: str, codec_id: str) -> str:
     return storage.join(out, "tokens", codec_id)
-
-
-def parts_uri(root: str, unit_id: str) -> str:
-    return storage.join(root, MANIFEST_DIR, "parts", unit_id)
 
 
 def segments_dir(segments: str) -> tuple[str, str | None]:
@@ -374,7 +370,7 @@ def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callab
         raise ValueError("no codec given (--codec CKPT|TS_FILE|module:factory)")
     storage.configure(cfg.storage or None)
     started = datetime.now(timezone.utc)
-    run_id = started.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    run_id = new_run_id(started)
     codec = check_codec(load_codec(cfg.codec, "cpu"), cfg.codec)  # the driver only needs its id
     codec_id = str(codec.codec_id)
     del codec
@@ -417,13 +413,8 @@ def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callab
     counts = merge_manifests(root, done)
     counts["failed_units"] = len(failed)
     ended = datetime.now(timezone.utc)
-    from pipelines.ingest import versions
-
-    runs_uri = manifest_uri(root, "runs")
-    old = read_table(runs_uri, Run) if storage.exists(runs_uri) else Run.SCHEMA.empty_table()
-    run = Run(run_id=run_id, command=command, config=cfg.to_json(), versions=json.dumps(versions()),
-              started=started.isoformat(), ended=ended.isoformat(), counts=json.dumps(counts))
-    storage.write_bytes(runs_uri, table_bytes(concat_tables([old, to_table([run], Run)], Run)))
+    append_run(root, Run(run_id=run_id, command=command, config=cfg.to_json(), versions=json.dumps(versions()),
+                         started=started.isoformat(), ended=ended.isoformat(), counts=json.dumps(counts)))
     storage.write_text(storage.join(root, MANIFEST_DIR, f"config-{run_id}.json"), json.dumps(cfg.to_dict(), indent=2) + "\n")
     committed = not failed
     if committed:

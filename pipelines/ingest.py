@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
-import subprocess
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,12 +16,12 @@ from typing import Callable
 import numpy as np
 
 import storage
-from manifests.io import MANIFEST_DIR, SUCCESS, concat_tables, manifest_uri, read_table, table_bytes, to_table
+from manifests.io import MANIFEST_DIR, SUCCESS, append_run, concat_tables, manifest_uri, read_table, table_bytes, to_table
 from manifests.rows import Diarization, Recording, Reject, Run, Sample, Shard
 from pipelines import sources as source_registry
 from pipelines.config import IngestConfig, config_from_dict
 from pipelines.raytools import init_ray as _init_ray
-from pipelines.raytools import run_unit
+from pipelines.raytools import new_run_id, run_unit, versions
 from pipelines.unit import UnitProcessor, WorkUnit, make_units, parts_uri, unit_done
 
 log = logging.getLogger("matalu.ingest")
@@ -43,20 +40,6 @@ class IngestResult:
     counts: dict = field(default_factory=dict)
     committed: bool = False
     noop: bool = False
-
-
-def versions() -> dict:
-    import pyarrow
-    import ray
-    import torch
-
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent,
-                             timeout=5).stdout.strip()
-    except Exception:
-        sha = ""
-    return {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
-            "pyarrow": pyarrow.__version__, "matalu": sha}
 
 
 # -- sources --------------------------------------------------------------------------------------------------
@@ -171,19 +154,13 @@ def reconcile(out: str, recordings: list[Recording]) -> list[str]:
     return sorted(rec.recording_id for rec in recordings if rec.recording_id not in seen)
 
 
-def _append_run(out: str, run: Run) -> None:
-    uri = manifest_uri(out, "runs")
-    old = read_table(uri, Run) if storage.exists(uri) else Run.SCHEMA.empty_table()
-    storage.write_bytes(uri, table_bytes(concat_tables([old, to_table([run], Run)], Run)))
-
-
 # -- the job --------------------------------------------------------------------------------------------------
 def run_ingest(cfg: IngestConfig, *, command: str = "matalu ingest", say: Callable[[str], None] = print,
                progress: bool = True) -> IngestResult:
     cfg.validate()
     storage.configure(cfg.storage)
     started = datetime.now(timezone.utc)
-    run_id = started.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    run_id = new_run_id(started)
     recordings, prep_rejects = prepare_sources(cfg, say)
     units = make_units(recordings, cfg.unit_size, cfg.processing_fingerprint())
     fp = _units_fingerprint(units, prep_rejects)
@@ -234,7 +211,7 @@ def run_ingest(cfg: IngestConfig, *, command: str = "matalu ingest", say: Callab
             "(collar 0, overlap scored; per recording in manifests/diarization.parquet)")
     counts["failed_units"] = len(failed)
     ended = datetime.now(timezone.utc)
-    _append_run(cfg.out, Run(run_id=run_id, command=command, config=cfg.to_json(), versions=json.dumps(versions()),
+    append_run(cfg.out, Run(run_id=run_id, command=command, config=cfg.to_json(), versions=json.dumps(versions()),
                              started=started.isoformat(), ended=ended.isoformat(), counts=json.dumps(counts)))
     storage.write_text(storage.join(cfg.out, MANIFEST_DIR, f"config-{run_id}.json"),
                        json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False) + "\n")

@@ -1,11 +1,17 @@
-"""Ray plumbing shared by the jobs (ingest, encode): connecting, and running a unit so a failure is reported."""
+"""Plumbing shared by the jobs (ingest, encode): connecting to Ray, running a unit so a failure is reported,
+and the identity of a run (its id and the versions it ran with)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import platform
+import subprocess
 import traceback
+import uuid
+from datetime import datetime
+from pathlib import Path
 from typing import Callable
 
 
@@ -30,3 +36,22 @@ def run_unit(unit_id: str, fn: Callable[[], dict]) -> str:
         return json.dumps(fn())
     except Exception as e:
         return json.dumps({"unit_id": unit_id, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+
+
+def new_run_id(started: datetime) -> str:
+    return started.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
+def versions() -> dict:
+    """What a run ran with: python, torch, ray, pyarrow, and the matalu git sha (empty outside a checkout)."""
+    import pyarrow
+    import ray
+    import torch
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent,
+                             timeout=5).stdout.strip()
+    except Exception:
+        sha = ""
+    return {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+            "pyarrow": pyarrow.__version__, "matalu": sha}
