@@ -1,8 +1,8 @@
 """Reconstruction losses: multi-scale mel (L1 + L2 on log mels) and multi-resolution STFT (spectral convergence +
 log magnitude), plus the mel distance used for evaluation. Computed in float32 outside autocast.
 
-No adversarial losses here: the codec trains on reconstruction only (discriminators are an optional later
-addition; DESIGN §8 calls them optional)."""
+The adversarial losses (optional, ``CodecTrainConfig.adversarial``) live in codec/discriminators.py; their
+weights are here (``adv``, ``feat``: EnCodec's λ_g = λ_feat = 3)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ class LossWeights:
     stft: float = 1.0
     l1: float = 0.1
     commit: float = 1.0
+    adv: float = 3.0  # generator hinge loss (only with adversarial training)
+    feat: float = 3.0  # relative feature matching (only with adversarial training)
 
 
 class CodecLoss(nn.Module):

@@ -7,8 +7,11 @@
 * Residual VQ: ``num_codebooks`` levels of ``codebook_size`` codes, codebooks updated by exponential moving
   averages (no codebook gradients), initialised from data, dead codes restarted from the current batch;
   straight-through estimator and a commitment loss for the encoder. Distances are computed in float32.
-* Frame rate = sample_rate / prod(strides): (2, 4, 5, 8) -> 320 samples -> 50 Hz at 16 kHz; (2, 4, 5, 8, 2)
-  -> 25 Hz; (4, 4, 5, 8, 2) -> 12.5 Hz.
+* Frame rate = sample_rate / prod(strides): ``base`` uses (4, 5, 4, 4) -> 320 samples -> 50 Hz at 16 kHz;
+  (4, 5, 4, 4, 2) -> 25 Hz; (4, 5, 4, 4, 4) -> 12.5 Hz. ``base`` downsamples by 4 first, as Mimi's SEANet does
+  (EnCodec's 24 kHz model starts with 2): the layers at the full sample rate dominate the cost, and a first stride
+  of 4 instead of 2 halves it (encode 14× -> 30× realtime per CPU core, benchmarks/RESULTS.md). ``tiny`` keeps
+  (2, 4, 5, 8).
 * ``codec_id`` = ``"<name>-<sha256 of the state_dict bytes, 12 hex>"`` (see codec.base.state_dict_digest).
 
 The batch path (encoder/quantizer/decoder ``forward``, ``ResidualVQ.encode/decode``) is TorchScript-able; the
@@ -84,7 +87,7 @@ class CodecConfig:
         """``tiny`` (tests; a few channels) or ``base``; overrides set any field (e.g. ``strides`` for 25 Hz)."""
         presets = {
             "tiny": dict(channels=4, max_channels=64, latent_dim=32, n_residual_layers=1),
-            "base": dict(channels=32, max_channels=512, latent_dim=128, n_residual_layers=1),
+            "base": dict(channels=32, max_channels=512, latent_dim=128, n_residual_layers=1, strides=[4, 5, 4, 4]),
         }
         if size not in presets:
             raise ValueError(f"unknown codec size {size!r}; choose one of {sorted(presets)}")

@@ -8,10 +8,16 @@ Data: the ``mono`` samples of segment shards (``<data>/**/*.tar``, FLAC + JSON),
 seconds drawn from a shuffled pool of clips (``dialog`` windows too, one channel per clip, when ``use_dialog``).
 Shards are split across ranks (samples are, when there are fewer shards than ranks).
 
+Adversarial (``adversarial: true``): from step ``disc_start`` on, each step adds the generator hinge and feature
+matching losses of a multi-scale STFT discriminator (codec/discriminators.py) to the reconstruction loss, then takes
+one discriminator step on real vs the detached reconstruction (its own Adam, ``disc_lr``); the discriminator is
+wrapped for DDP like the codec and saved in the checkpoint.
+
 Checkpoints (rank 0 writes; every rank reads on resume)::
 
     <out>/config.json                            the training config (JSON)
     <out>/checkpoints/step-0000100/codec.pt      {"config", "model", "optimizer", "step", "codec_id", "train_config"}
+                                                 (+ "discriminator", "disc_optimizer" when adversarial)
     <out>/checkpoints/step-0000100/config.json   codec + training config and codec_id, beside the weights
     <out>/checkpoints/latest.json                {"step", "uri", "codec_id"}: written last, read on resume
 """
@@ -31,6 +37,8 @@ import numpy as np
 import torch
 
 import storage
+from codec.discriminators import (MultiScaleSTFTDiscriminator, discriminator_loss, feature_matching_loss,
+                                  generator_adv_loss, split_batch)
 from codec.losses import CodecLoss, LossWeights, mel_distance
 from codec.model import CodecConfig, CodecModel
 
@@ -38,7 +46,7 @@ from codec.model import CodecConfig, CodecModel
 @dataclass
 class CodecTrainConfig:
     size: str = "base"  # CodecConfig preset: tiny | base
-    model: dict = field(default_factory=dict)  # CodecConfig overrides, e.g. {"strides": [2, 4, 5, 8, 2]}
+    model: dict = field(default_factory=dict)  # CodecConfig overrides, e.g. {"strides": [4, 5, 4, 4, 2]} (25 Hz base)
     steps: int = 100_000
     batch_size: int = 16  # per worker
     segment_s: float = 1.0
@@ -58,6 +66,11 @@ class CodecTrainConfig:
     num_workers: int = 1
     use_gpu: bool = False
     storage: dict = field(default_factory=dict)  # StorageOptions fields (endpoint_url, region)
+    # adversarial training (optional): EnCodec's multi-scale STFT discriminator, hinge + feature-matching losses
+    adversarial: bool = False
+    disc_channels: int = 32
+    disc_start: int = 0  # first step with adversarial losses (reconstruction-only warm-up before it)
+    disc_lr: float = 3e-4
 
     def codec_config(self) -> CodecConfig:
         return CodecConfig.preset(self.size, **self.model)
@@ -184,9 +197,11 @@ def latest_uri(out: str) -> str:
 
 
 def save_checkpoint(out: str, model: CodecModel, opt: torch.optim.Optimizer | None, step: int,
-                    cfg: CodecTrainConfig) -> str:
+                    cfg: CodecTrainConfig, extra: dict | None = None) -> str:
+    """``extra``: more entries of ``codec.pt`` (the discriminator and its optimizer when adversarial)."""
     ck = model.checkpoint()
     ck.update({"optimizer": opt.state_dict() if opt is not None else None, "step": step, "train_config": cfg.to_dict()})
+    ck.update(extra or {})
     d = storage.join(out, "checkpoints", f"step-{step:07d}")
     buf = io.BytesIO()
     torch.save(ck, buf)
@@ -249,6 +264,16 @@ def _loop(cfg: CodecTrainConfig, data_uri: str, steps: int, *, rank: int, world:
     if ck is not None and ck.get("optimizer"):
         opt.load_state_dict(ck["optimizer"])
     loss_fn = CodecLoss(ccfg.sample_rate, cfg.loss).to(device)
+    disc, dnet, dopt = None, None, None
+    if cfg.adversarial:
+        disc = MultiScaleSTFTDiscriminator(channels=cfg.disc_channels)
+        if ck is not None and ck.get("discriminator"):
+            disc.load_state_dict(ck["discriminator"])
+        disc.to(device).train()
+        dnet = wrap(disc)
+        dopt = torch.optim.Adam(dnet.parameters(), lr=cfg.disc_lr, betas=cfg.betas)
+        if ck is not None and ck.get("disc_optimizer"):
+            dopt.load_state_dict(ck["disc_optimizer"])
     shards = segment_shards(data_uri)
     # a resumed run draws other crops than the first run did (seeded by the start step)
     stream = iter(CropStream(shards, int(round(cfg.segment_s * ccfg.sample_rate)), cfg.batch_size,
@@ -264,10 +289,28 @@ def _loop(cfg: CodecTrainConfig, data_uri: str, steps: int, *, rank: int, world:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
             y, codes, commit = net(batch)
         loss, m = loss_fn(y, batch, commit)
+        adv_on = dnet is not None and step >= cfg.disc_start
+        if adv_on:  # the codec's adversarial + feature-matching terms (one discriminator pass over real ‖ fake)
+            y = y[..., : batch.shape[-1]]
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                (_, f_real), (l_fake, f_fake) = split_batch(*dnet(torch.cat([batch, y])), batch.shape[0])
+            g_adv, feat = generator_adv_loss(l_fake), feature_matching_loss(f_real, f_fake)
+            loss = loss + cfg.loss.adv * g_adv + cfg.loss.feat * feat
+            m.update({"loss": loss.item(), "adv": g_adv.item(), "feat": feat.item()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else torch.zeros(())
         opt.step()
+        if adv_on:  # the discriminator's hinge step on real vs the (detached) reconstruction
+            dopt.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                (l_real, _), (l_fake, _) = split_batch(*dnet(torch.cat([batch, y.detach()])), batch.shape[0])
+            d_loss = discriminator_loss(l_real, l_fake)
+            d_loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(dnet.parameters(), cfg.grad_clip)
+            dopt.step()
+            m["disc"] = d_loss.item()
         step += 1
         now = time.perf_counter()
         m.update({"step": step, "grad_norm": float(gn), "step_s": now - t_prev,
@@ -278,7 +321,8 @@ def _loop(cfg: CodecTrainConfig, data_uri: str, steps: int, *, rank: int, world:
         history.append(m)
         saved = ""
         if out and rank == 0 and (step % cfg.ckpt_every == 0 or step == steps):
-            ckpt = saved = save_checkpoint(out, model, opt, step, cfg)
+            extra = {"discriminator": disc.state_dict(), "disc_optimizer": dopt.state_dict()} if disc is not None else None
+            ckpt = saved = save_checkpoint(out, model, opt, step, cfg, extra)
         report(m, saved)
     model.eval()
     return TrainResult(model, step, history, ckpt, start)

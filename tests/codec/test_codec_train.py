@@ -70,3 +70,14 @@ def test_ray_train_runs_and_resumes(ingested, tmp_path):
     assert r2.metrics["step"] == 3
     assert json.loads(storage.read_text(f"{out}/checkpoints/latest.json"))["step"] == 3
     assert json.loads(storage.read_text(f"{out}/config.json"))["size"] == "tiny"
+
+
+def test_documented_config_is_the_default():
+    """configs/codec-base.yaml lists every training setting with its default value (so the file stays true)."""
+    from pathlib import Path
+
+    from codec.train import load_train_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "codec-base.yaml"
+    assert load_train_config(str(path)) == CodecTrainConfig()
+    assert CodecTrainConfig().codec_config().frame_rate == 50.0
