@@ -56,6 +56,21 @@ def test_short_training_lowers_mel_distance(ingested, tmp_path, one_thread):
     assert "PESQ-WB" in render(r)
 
 
+def test_ray_train_ddp_two_workers_adversarial(ingested, tmp_path):
+    """Ray Train with two DDP workers (gloo): codebook EMA steps all-reduce, codec and discriminator are DDP-wrapped,
+    rank 0 checkpoints; the Result carries the last step's metrics and the checkpoint pointer."""
+    cfg, _ = ingested
+    out = str(tmp_path / "ddp")
+    tcfg = small_cfg(batch_size=2, pool_size=8, adversarial=True, disc_channels=4)
+    r = train_ray(tcfg, cfg.out, 2, out, num_workers=2)
+    assert r.error is None, r.error
+    assert r.metrics["step"] == 2 and all(k in r.metrics for k in ("mel", "adv", "disc"))
+    latest = json.loads(storage.read_text(f"{out}/checkpoints/latest.json"))
+    assert latest["step"] == 2 and r.metrics["checkpoint_uri"] == latest["uri"]
+    with open(f"{r.checkpoint.path}/pointer.json") as f:
+        assert json.load(f)["uri"] == latest["uri"]
+
+
 @pytest.mark.slow  # two TorchTrainer runs: ~70 s on a loaded 2-CPU box (Ray Train controller + worker start-up)
 def test_ray_train_runs_and_resumes(ingested, tmp_path):
     cfg, _ = ingested
