@@ -16,12 +16,14 @@
       T/<source>/<kind>/<segment shard name>.tar   <key>.codes.npy  int16 [channels × Q, frames] (ch 0 first)
                                                    <key>.json       the segment sample's JSON + codec_id,
                                                                     frames, frame_rate, num_codebooks, …
-      T/manifests/parts/<unit>/{samples,shards}.parquet + _DONE   per unit, _DONE last
-      T/manifests/{samples,shards,runs}.parquet, config-<run>.json  merged after every unit is done
+      T/manifests/parts/<unit>/{samples,shards,rejects}.parquet + _DONE   per unit, _DONE last
+      T/manifests/{samples,shards,rejects,runs}.parquet, config-<run>.json  merged after every unit is done
       T/_SUCCESS                                                    last: the run is committed
 
   ``samples`` rows are :class:`manifests.rows.Sample` with ``codec_id`` set and ``shard`` = the token shard;
-  ``shards`` rows have ``kind="tokens"``.
+  ``shards`` rows have ``kind="tokens"``. ``--exclude-license GLOB`` leaves out samples whose licence matches
+  (as ingestion does for recordings): each is a ``rejects`` row (stage ``encode``, reason ``license_excluded``),
+  so segment samples = token samples + rejects.
 
 Frame rule: a clip of ``n`` samples gives ``ceil(n / hop)`` frames, ``hop = sample_rate / frame_rate``; the
 segment JSON's ``duration_s`` is ``n / 16000`` rounded to 4 decimals, so frames = ceil(duration_s × frame_rate).
@@ -43,7 +45,8 @@ import numpy as np
 
 import storage
 from manifests.io import MANIFEST_DIR, SUCCESS, append_run, concat_tables, manifest_uri, read_table, table_bytes, to_table
-from manifests.rows import Run, Sample, Shard
+from manifests.licenses import license_filter
+from manifests.rows import Reject, Run, Sample, Shard
 from pipelines.raytools import init_ray, new_run_id, run_unit, versions
 from pipelines.unit import parts_uri
 
@@ -65,6 +68,7 @@ class EncodeConfig:
     max_batch: int = 64
     max_shard_samples: int = 100_000  # token shards mirror segment shards; limits only split huge ones
     max_shard_bytes: int = 256 * 1024 * 1024
+    exclude_licenses: list[str] = field(default_factory=list)  # glob patterns; matching samples become rejects
     storage: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -124,7 +128,7 @@ def segments_dir(segments: str) -> tuple[str, str | None]:
     return segments, None
 
 
-def make_units(segments: str, codec_id: str) -> list[EncodeUnit]:
+def make_units(segments: str, codec_id: str, exclude_licenses: list[str] | None = None) -> list[EncodeUnit]:
     seg_dir, ingest_out = segments_dir(segments)
     files = [f for f in storage.list_files(seg_dir, ".tar") if "/tokens/" not in f[len(seg_dir):]]
     if not files:
@@ -143,7 +147,10 @@ def make_units(segments: str, codec_id: str) -> list[EncodeUnit]:
         source = parts[0] if len(parts) >= 2 else "unknown"
         kind = parts[1] if len(parts) >= 3 else "mono"
         sha = known.get(f) or storage.sha256_bytes(storage.read_bytes(f))
-        fp = hashlib.sha256(f"{ENCODE_VERSION}|{codec_id}|{sha}|{rel}".encode()).hexdigest()
+        key = f"{ENCODE_VERSION}|{codec_id}|{sha}|{rel}"
+        if exclude_licenses:  # another licence filter redoes the unit
+            key += "|exclude=" + ",".join(sorted(exclude_licenses))
+        fp = hashlib.sha256(key.encode()).hexdigest()
         uid = "-".join(p.replace(".", "_") for p in rel[: -len(".tar")].split("/"))
         units.append(EncodeUnit(uid, f, source, kind, name, fp))
     return units
@@ -196,6 +203,7 @@ class UnitEncoder:
         self.codec_id = str(self.codec.codec_id)
         self.hop = hop_length(self.codec)
         self.root = tokens_root(cfg.out, self.codec_id)
+        self.keep = license_filter(cfg.exclude_licenses)
 
     def encode_clips(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         """int64 codes [Q, ceil(len / hop)] per clip, batched by length."""
@@ -226,8 +234,14 @@ class UnitEncoder:
         t0 = time.perf_counter()
         Q, K = int(self.codec.num_codebooks), int(self.codec.codebook_size)
         items: list[tuple[str, dict, np.ndarray]] = []
+        rejects: list[Reject] = []
         for key, members in storage.iter_shard(unit.segment_uri):
             meta, audio = read_sample(members)
+            if not self.keep(meta):
+                rej = self.keep.reject({"source": unit.source, **meta}, stage="encode")
+                rej.item = key  # the sample, not its recording
+                rejects.append(rej)
+                continue
             sr = int(meta.get("sample_rate") or self.codec.sample_rate)
             if sr != int(self.codec.sample_rate):
                 raise ValueError(f"{key}: {sr} Hz audio, codec {self.codec_id} wants {self.codec.sample_rate} Hz")
@@ -283,11 +297,12 @@ class UnitEncoder:
                         n_samples=i.n_samples, seconds=round(seconds.get(p, 0.0), 3), bytes=i.bytes, sha256=i.sha256,
                         codec_id=self.codec_id, created_by=self.run_id)
                   for p, i in enumerate(writer.shards)]
-        self._commit(unit, samples, shards)
-        return {"unit_id": unit.unit_id, "samples": len(samples), "clips": len(clips), "seconds": round(audio_s, 3),
+        self._commit(unit, samples, shards, rejects)
+        return {"unit_id": unit.unit_id, "samples": len(samples), "rejects": len(rejects), "clips": len(clips),
+                "seconds": round(audio_s, 3),
                 "encode_s": round(t_enc, 3), "elapsed_s": round(time.perf_counter() - t0, 3)}
 
-    def _commit(self, unit: EncodeUnit, samples: list[Sample], shards: list[Shard]) -> None:
+    def _commit(self, unit: EncodeUnit, samples: list[Sample], shards: list[Shard], rejects: list[Reject]) -> None:
         base = parts_uri(self.root, unit.unit_id)
         old = storage.join(base, "shards.parquet")
         if storage.exists(old):  # a redo: drop parts this run no longer produces
@@ -297,6 +312,7 @@ class UnitEncoder:
                     storage.remove(s)
         storage.write_bytes(storage.join(base, "samples.parquet"), table_bytes(to_table(samples, Sample)))
         storage.write_bytes(storage.join(base, "shards.parquet"), table_bytes(to_table(shards, Shard)))
+        storage.write_bytes(storage.join(base, "rejects.parquet"), table_bytes(to_table(rejects, Reject)))
         storage.write_text(storage.join(base, DONE), json.dumps(
             {"fingerprint": unit.fingerprint, "run_id": self.run_id, "shards": [s.uri for s in shards]}) + "\n")
 
@@ -355,8 +371,10 @@ def _units_fingerprint(units: list[EncodeUnit]) -> str:
 
 def merge_manifests(root: str, units: list[EncodeUnit]) -> dict:
     counts = {}
-    for name, cls in (("samples", Sample), ("shards", Shard)):
-        t = concat_tables([read_table(storage.join(parts_uri(root, u.unit_id), f"{name}.parquet"), cls) for u in units], cls)
+    for name, cls in (("samples", Sample), ("shards", Shard), ("rejects", Reject)):
+        parts = [storage.join(parts_uri(root, u.unit_id), f"{name}.parquet") for u in units]
+        # parts written before rejects existed (encode job v1 outputs) have no rejects.parquet: no rejects
+        t = concat_tables([read_table(p, cls) for p in parts if name != "rejects" or storage.exists(p)], cls)
         storage.write_bytes(manifest_uri(root, name), table_bytes(t))
         counts[name] = t.num_rows
     return counts
@@ -375,7 +393,7 @@ def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callab
     codec_id = str(codec.codec_id)
     del codec
     root = tokens_root(cfg.out, codec_id)
-    units = make_units(cfg.segments, codec_id)
+    units = make_units(cfg.segments, codec_id, cfg.exclude_licenses)
     fp = _units_fingerprint(units)
     success = storage.join(root, SUCCESS)
     todo = [u for u in units if not unit_done(root, u)]
@@ -394,7 +412,7 @@ def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callab
     say(f"[encode] run {run_id}: codec {codec_id}, {len(units)} segment shards; {skipped} already encoded, "
         f"{len(todo)} to encode -> {root}")
     failed: list[str] = []
-    totals = {"samples": 0, "seconds": 0.0, "encode_s": 0.0}
+    totals = {"samples": 0, "rejects": 0, "seconds": 0.0, "encode_s": 0.0}
     if todo:
         t0 = time.perf_counter()
 

@@ -18,6 +18,9 @@ def add_parser(sub) -> None:
     g.add_argument("--gpu", dest="use_gpu", action="store_const", const=True, help="require GPUs (one per actor)")
     g.add_argument("--cpu", dest="use_gpu", action="store_const", const=False, help="CPU actors even when GPUs exist")
     p.add_argument("--batch-seconds", type=float, help="padded audio seconds per encode batch (default 240)")
+    p.add_argument("--exclude-license", action="append", default=[], metavar="PATTERN",
+                   help="leave out samples whose license matches (glob, repeatable), e.g. 'CC-BY-NC*'; "
+                        "reported as rejects")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (MinIO, Ceph)")
 
 
@@ -25,14 +28,15 @@ def run(args) -> int:
     from pipelines.encode import EncodeConfig, run_encode
 
     cfg = EncodeConfig(segments=args.segments, codec=args.codec, out=args.out, address=args.address,
-                       num_workers=args.num_workers, num_cpus=args.num_cpus, use_gpu=args.use_gpu)
+                       num_workers=args.num_workers, num_cpus=args.num_cpus, use_gpu=args.use_gpu,
+                       exclude_licenses=list(args.exclude_license))
     if args.batch_seconds:
         cfg.batch_seconds = args.batch_seconds
     if args.s3_endpoint_url:
         cfg.storage = {"endpoint_url": args.s3_endpoint_url}
     res = run_encode(cfg, command="matalu " + " ".join(sys.argv[1:]))
     print(f"\nTokens: {res.out}/<source>/<kind>/*.tar  (codec {res.codec_id})")
-    print(f"  manifests: {res.out}/manifests/{{samples,shards,runs}}.parquet ; counts {res.counts}")
+    print(f"  manifests: {res.out}/manifests/{{samples,shards,rejects,runs}}.parquet ; counts {res.counts}")
     if not res.committed:
         print("The run did NOT commit (see messages above); rerun the same command to retry.", file=sys.stderr)
         return 1

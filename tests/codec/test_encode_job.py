@@ -16,7 +16,7 @@ from codec.base import frames_for_duration
 from codec.model import CodecConfig, CodecModel
 from codec.train import CodecTrainConfig, read_sample, save_checkpoint
 from manifests.io import manifest_uri, read_rows
-from manifests.rows import Sample, Shard
+from manifests.rows import Reject, Sample, Shard
 from pipelines.encode import EncodeConfig, run_encode, tokens_root
 
 
@@ -142,3 +142,42 @@ def test_bring_your_own_torchscript_codec(ingested, tmp_path):
         assert codes.shape == (2, frames_for_duration(meta["duration_s"], 50.0)) and codes.max() < 256
     rows = read_rows(manifest_uri(res.out, "samples"), Sample)
     assert {r.codec_id for r in rows} == {res.codec_id}
+
+
+def test_exclude_license_leaves_samples_out_as_rejects(ingested, tmp_path):
+    """One segment shard whose every other sample is re-licensed CC-BY-NC: those become rejects, the rest tokens;
+    dropping the filter redoes the unit and encodes everything."""
+    cfg, _ = ingested
+    ts = tmp_path / "byo.pt"
+    torch.jit.script(FrameStatsCodec()).save(str(ts))
+    src = sorted(storage.list_files(f"{cfg.out}/segments/synthetic/mono", ".tar"))[0]
+    seg = tmp_path / "in" / "segments" / "synthetic" / "mono"
+    seg.mkdir(parents=True)
+    nc = set()
+    with storage.ShardWriter(lambda _i: str(seg / "mixed.tar")) as w:
+        for i, (key, members) in enumerate(storage.iter_shard(src)):
+            meta = json.loads(members["json"])
+            if i % 2:
+                meta["license"] = "CC-BY-NC-4.0"
+                nc.add(key)
+            w.write(key, {**members, "json": json.dumps(meta).encode()})
+    keys = {k for k, _ in storage.iter_shard(str(seg / "mixed.tar"))}
+    assert nc and keys - nc
+
+    ecfg = EncodeConfig(segments=str(tmp_path / "in"), codec=str(ts), out=str(tmp_path / "out"), num_workers=1,
+                        exclude_licenses=["cc-by-nc*"])
+    res = run_encode(ecfg)
+    assert res.committed
+    toks = _tokens(res.out)
+    rejects = read_rows(manifest_uri(res.out, "rejects"), Reject)
+    assert set(toks) == keys - nc
+    assert {r.item for r in rejects} == nc and len(rejects) == len(nc)
+    assert {(r.stage, r.reason, r.source) for r in rejects} == {("encode", "license_excluded", "synthetic")}
+    assert all("CC-BY-NC-4.0" in r.detail and r.seconds > 0 for r in rejects)
+    assert {s.sample_id for s in read_rows(manifest_uri(res.out, "samples"), Sample)} == keys - nc
+
+    ecfg.exclude_licenses = []
+    res2 = run_encode(ecfg)
+    assert res2.committed and res2.units_processed == 1 and not res2.noop
+    assert set(_tokens(res2.out)) == keys
+    assert read_rows(manifest_uri(res2.out, "rejects"), Reject) == []
