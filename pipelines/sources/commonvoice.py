@@ -21,20 +21,17 @@ Malformed rows, clips that are not in ``clips/``, and duplicates become ``Reject
 from __future__ import annotations
 
 import csv
-import json
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from manifests.rows import Recording, Reject
-from pipelines.sources import common
-from pipelines.sources.common import MissingArchive
 from pipelines.sources.manifest import safe_id
+from pipelines.sources.usercopy import fetch_user_copy, user_copy_roots
 
 NAME = "commonvoice"
 LICENSE = "CC0-1.0"
 LANGUAGE = "te"
-LAYOUT = 1
 SPLITS = ("validated", "invalidated", "other", "train", "dev", "test")
 REQUIRED_COLUMNS = ("client_id", "path", "sentence")
 INFO = {
@@ -60,48 +57,16 @@ _GENDERS = {"male": "male", "male_masculine": "male", "m": "male", "female": "fe
 
 
 # -- download -------------------------------------------------------------------------------------------------
-def _finished(target: Path) -> dict | None:
-    try:
-        key = json.loads((target / ".completed").read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return key if isinstance(key, dict) and key.get("source") == NAME else None
-
-
-def _entry(archive: str) -> dict:
-    if "://" in archive:
-        return {"archive": archive, "kind": "url", "root": "extracted"}
-    p = Path(archive).expanduser().resolve()
-    if not p.exists():
-        raise FileNotFoundError(f"commonvoice: --archive {archive}: no such file or directory")
-    if p.is_dir():
-        return {"archive": str(p), "kind": "dir", "root": str(p)}
-    return {"archive": str(p), "kind": "file", "size": p.stat().st_size, "root": "extracted"}
-
-
 def download(target: str | Path, *, archive: str | None = None, mirror: str | None = None,
              sha256: dict[str, str] | None = None, progress: bool = True, **_: object) -> Path:
-    """Fetch (when a URL), verify (when pinned with ``sha256``) and extract the user's Common Voice tarball.
+    """Fetch (when a URL), verify (when pinned with ``sha256``) and extract the user's Common Voice tarball; return
+    the folder it lies in (a folder given as ``archive`` is used in place).
 
     Without ``archive``, a finished earlier download in ``target`` is reused; otherwise MissingArchive says
     what to download and from where. ``mirror`` does not apply (there is no public file to mirror)."""
-    target = Path(target)
     archive = str(archive).strip() if archive else ""
-    if not archive:
-        if _finished(target):
-            return target
-        raise MissingArchive(MISSING_MESSAGE)
-    pins = {k: v.lower() for k, v in (sha256 or {}).items()}
-    entry = _entry(archive)
-    key = {"source": NAME, "layout": LAYOUT, "archive": entry, "sha256": pins}
-    if common.completed(target, key):
-        return target
-    if entry["kind"] != "dir":
-        local = common.fetch(None, target / "downloads", archive=entry["archive"], sha256=pins, progress=progress)
-        common.extract_to(local, target / entry["root"], progress=progress)
-    locale_dir(target / entry["root"])  # fail now, not at prepare, when this is not a Common Voice Telugu tree
-    common.mark_completed(target, key)
-    return target
+    return fetch_user_copy(NAME, target, archive=archive, sha256=sha256, progress=progress, missing=MISSING_MESSAGE,
+                           check=lambda root, _archive: locale_dir(root))  # fail now, not at prepare
 
 
 # -- prepare --------------------------------------------------------------------------------------------------
@@ -200,11 +165,10 @@ def prepare(downloaded: str | Path, *, splits: Iterable[str] | str = ("validated
             max_down_votes: int | None = None, **_: object) -> Iterator[Recording | Reject]:
     """Recordings (sorted by id) and prepare-stage rejects of the chosen TSVs of a Common Voice download."""
     target = Path(downloaded)
-    key = _finished(target)
-    if key is None:
+    if not target.exists():
         raise FileNotFoundError(f"{target} holds no finished Common Voice download; run download() with the "
                                 "tarball first (`matalu sources download commonvoice --to DIR --archive PATH`)")
-    te = locale_dir(target / key["archive"]["root"])
+    te = locale_dir((user_copy_roots(target) or [target])[0])
     min_up = int(min_up_votes or 0)
     max_down = None if max_down_votes is None else int(max_down_votes)
     recordings: dict[str, Recording] = {}

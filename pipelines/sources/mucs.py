@@ -19,21 +19,18 @@ line, listed-but-missing WAV, WAV without a transcript and duplicate id.
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from manifests.rows import Recording, Reject
-from pipelines.sources import common
-from pipelines.sources.common import MissingArchive
 from pipelines.sources.manifest import safe_id
+from pipelines.sources.usercopy import fetch_user_copy, user_copy_roots
 
 NAME = "mucs"
 LICENSE = "MUCS-2021 (research use; see the MSR Open Data terms)"
 LANGUAGE = "te"
 TRANSCRIPT = "transcription.txt"
-LAYOUT = 1
 # Language folders of other MUCS releases; a transcription.txt under one of these is not Telugu.
 OTHER_LANGUAGES = {"gujarati", "tamil", "hindi", "marathi", "odia", "oriya", "bengali", "english"}
 INFO = {
@@ -54,90 +51,27 @@ MISSING_MESSAGE = (
     "(PATH: the archive, an http(s) URL to it, or the folder you extracted it into; or only fetch and extract it "
     "with `matalu sources download mucs --to DIR --archive PATH`)."
 )
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
 
 
 # -- download -------------------------------------------------------------------------------------------------
-def _archives(archive: str | Sequence[str] | None) -> list[str]:
-    if archive is None:
-        return []
-    items = [archive] if isinstance(archive, (str, Path)) else list(archive)
-    return [str(a).strip() for a in items if str(a).strip()]
-
-
-def _basename(a: str) -> str:
-    return a.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
-
-
-def _stem(name: str) -> str:
-    low = name.lower()
-    for suf in _ARCHIVE_SUFFIXES:
-        if low.endswith(suf):
-            return name[: -len(suf)] or "archive"
-    return Path(name).stem or "archive"
-
-
-def _plan(archives: list[str]) -> list[dict]:
-    """One entry per archive: what it is, and where its files will lie (relative to target, or in place)."""
-    plan, used = [], set()
-    for a in archives:
-        if "://" in a:
-            plan.append({"archive": a, "kind": "url"})
-        else:
-            p = Path(a).expanduser().resolve()
-            if not p.exists():
-                raise FileNotFoundError(f"mucs: --archive {a}: no such file or directory")
-            if p.is_dir():
-                plan.append({"archive": str(p), "kind": "dir", "root": str(p)})
-                continue
-            plan.append({"archive": str(p), "kind": "file", "size": p.stat().st_size})
-        stem = safe_id(_stem(_basename(a)))
-        root, k = f"extracted/{stem}", 2
-        while root in used:
-            root, k = f"extracted/{stem}-{k}", k + 1
-        used.add(root)
-        plan[-1]["root"] = root
-    return plan
-
-
-def _finished(target: Path) -> dict | None:
-    try:
-        key = json.loads((target / ".completed").read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return key if isinstance(key, dict) and key.get("source") == NAME else None
+def _check_telugu(root: Path, archive: str) -> None:
+    if not _split_dirs(root):
+        raise FileNotFoundError(
+            f"mucs: no Telugu/{{train,test}}/{TRANSCRIPT} in {archive} (looked under {root}): is this "
+            "the MUCS 2021 Telugu archive?")
 
 
 def download(target: str | Path, *, archive: str | Sequence[str] | None = None, mirror: str | None = None,
              sha256: dict[str, str] | None = None, progress: bool = True, **_: object) -> Path:
-    """Fetch (when a URL), verify (when pinned with ``sha256``) and extract the user's MUCS Telugu archive(s).
+    """Fetch (when a URL), verify (when pinned with ``sha256``) and extract the user's MUCS Telugu archive(s), each
+    into ``target/extracted/<archive stem>`` (a folder is used in place); return ``target``.
 
     Without ``archive``, a finished earlier download in ``target`` is reused; otherwise MissingArchive says
     what to download and from where. ``mirror`` does not apply (there is no public file to mirror)."""
-    target = Path(target)
-    archives = _archives(archive)
-    if not archives:
-        if _finished(target):
-            return target
-        raise MissingArchive(MISSING_MESSAGE)
-    pins = {k: v.lower() for k, v in (sha256 or {}).items()}
-    plan = _plan(archives)
-    key = {"source": NAME, "layout": LAYOUT, "archives": plan, "sha256": pins}
-    if common.completed(target, key):
-        return target
-    for entry in plan:
-        if entry["kind"] == "dir":
-            continue
-        local = common.fetch(None, target / "downloads", archive=entry["archive"], sha256=pins, progress=progress)
-        common.extract_to(local, target / entry["root"], progress=progress)
-    for entry in plan:
-        root = target / entry["root"]
-        if not _split_dirs(root):
-            raise FileNotFoundError(
-                f"mucs: no Telugu/{{train,test}}/{TRANSCRIPT} in {entry['archive']} (looked under {root}): is this "
-                "the MUCS 2021 Telugu archive?")
-    common.mark_completed(target, key)
-    return target
+    archives = [archive] if isinstance(archive, (str, Path)) else list(archive or [])
+    fetch_user_copy(NAME, target, archive=archives, sha256=sha256, progress=progress, missing=MISSING_MESSAGE,
+                    check=_check_telugu)
+    return Path(target)
 
 
 # -- prepare --------------------------------------------------------------------------------------------------
@@ -207,15 +141,14 @@ def _split_rows(split_dir: Path, target: Path) -> Iterator[Recording | Reject]:
 
 def prepare(downloaded: str | Path, **_: object) -> Iterator[Recording | Reject]:
     """Recordings (sorted by id) and prepare-stage rejects of a MUCS download made by :func:`download`."""
-    target = Path(downloaded)
-    key = _finished(target)
-    if key is None:
+    target = Path(downloaded).resolve()
+    roots = user_copy_roots(target)
+    if roots is None:
         raise FileNotFoundError(f"{target} holds no finished MUCS download; run download() with the archive first "
                                 "(`matalu sources download mucs --to DIR --archive PATH`)")
     recordings: dict[str, Recording] = {}
     rejects: list[Reject] = []
-    for entry in key.get("archives", []):
-        root = target / entry["root"]  # an absolute root (an extracted folder used in place) stays as it is
+    for root in roots:  # extracted/<archive stem>, or a folder used in place
         for split_dir in _split_dirs(root):
             for row in _split_rows(split_dir, target):
                 if isinstance(row, Reject):
