@@ -5,6 +5,7 @@ on the GPU too. Speed does not depend on the weights, so an untrained model of t
 ``--codec`` names a checkpoint.
 
 Usage: python benchmarks/codec.py [--size base] [--seconds 10] [--batch 8] [--chunks 50] [--json OUT]
+       [--strides 4,5,4,4 --strides 2,4,5,8 ...]   (each a variant of --size, measured side by side in one run)
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--chunks", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--strides", action="append", default=[],
+                    help="encoder strides of a variant, e.g. 2,4,5,8 (repeatable: variants measured in one run)")
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args()
     from codec.model import CodecConfig, CodecModel, num_params
@@ -100,23 +103,29 @@ def main() -> None:
     if a.codec:
         from codec.adapters import load_codec
 
-        model = load_codec(a.codec)
+        models = [(a.codec, load_codec(a.codec))]
     else:
-        torch.manual_seed(0)
-        model = CodecModel(CodecConfig.preset(a.size))
-    print(f"codec {a.codec or a.size}: {num_params(model) / 1e6:.2f} M params, {model.frame_rate} Hz, "
-          f"{model.num_codebooks}x{model.codebook_size}")
-    results = []
+        models = []
+        for st in a.strides or [None]:
+            torch.manual_seed(0)
+            over = {"strides": [int(v) for v in st.split(",")]} if st else {}
+            models.append((f"{a.size}" + (f" strides {st}" if st else ""), CodecModel(CodecConfig.preset(a.size, **over))))
     torch.set_num_threads(1)
-    results.append(bench(model, torch.device("cpu"), a.seconds, a.batch, a.chunks, a.repeat))
-    if torch.cuda.is_available():
-        results.append(bench(model, torch.device("cuda"), a.seconds, max(a.batch, 32), a.chunks, a.repeat))
-    for r in results:
-        print(f"[{r['device']}{', 1 thread' if r['device'] == 'cpu' else ''}] batch {r['batch']} x {r['seconds_per_clip']} s: "
-              f"encode {r['encode_x_realtime']}x realtime, decode {r['decode_x_realtime']}x realtime"
-              f"{' per core' if r['device'] == 'cpu' else ''}")
-        e, d = r["stream_encode_ms_per_chunk"], r["stream_decode_ms_per_chunk"]
-        print(f"    streaming, 80 ms chunks: encode {e['mean']} ms (p95 {e['p95']}), decode {d['mean']} ms (p95 {d['p95']}) per chunk")
+    results = []
+    for name, model in models:
+        print(f"codec {name}: {num_params(model) / 1e6:.2f} M params, {model.frame_rate} Hz, "
+              f"{model.num_codebooks}x{model.codebook_size}")
+        devs = [("cpu", a.batch)] + ([("cuda", max(a.batch, 32))] if torch.cuda.is_available() else [])
+        for dev, batch in devs:
+            r = bench(model, torch.device(dev), a.seconds, batch, a.chunks, a.repeat)
+            r["codec"] = name
+            results.append(r)
+            print(f"  [{r['device']}{', 1 thread' if r['device'] == 'cpu' else ''}] batch {r['batch']} x "
+                  f"{r['seconds_per_clip']} s: encode {r['encode_x_realtime']}x realtime, decode "
+                  f"{r['decode_x_realtime']}x realtime{' per core' if r['device'] == 'cpu' else ''}")
+            e, d = r["stream_encode_ms_per_chunk"], r["stream_decode_ms_per_chunk"]
+            print(f"      streaming, 80 ms chunks: encode {e['mean']} ms (p95 {e['p95']}), decode {d['mean']} ms "
+                  f"(p95 {d['p95']}) per chunk")
     if a.json:
         Path(a.json).write_text(json.dumps({"size": a.size, "results": results}, indent=2) + "\n")
 
