@@ -8,8 +8,8 @@
   ``decode(codes) -> wav`` and the attributes ``sample_rate``, ``frame_rate``, ``num_codebooks``,
   ``codebook_size`` (``codec_id`` optional: defaults to ``ts-<sha256 of the file, 12 hex>``);
 * ``module:factory`` (e.g. ``my_pkg.codecs:load``): a callable returning a :class:`codec.base.Codec`;
-* ``encodec:PATH``, ``dac:PATH``, ``mimi:PATH``: public codecs from weights on local disk. This build has no
-  adapter code for them (nothing is downloaded from a hub); they fail with an error saying what is missing.
+* ``encodec:DIR``, ``dac:DIR``, ``mimi:DIR`` (``#q=N`` for N codebooks): public codecs from a local transformers
+  model folder (codec/public.py; nothing is downloaded from a hub; a clear error says what is missing).
 
 ``export_torchscript(model, uri)`` writes our codec as a TorchScript file that gives identical codes.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import io
 import json
 import zipfile
@@ -32,12 +31,7 @@ import storage
 from codec.base import check_codec
 from codec.model import CodecModel
 
-# name -> (python package the adapter needs, pyproject extra to install, what the weights are)
-PUBLIC_CODECS = {
-    "encodec": ("encodec", "encodec", "an EnCodec checkpoint (e.g. encodec_24khz-d7cc33bc.th)"),
-    "dac": ("dac", "dac", "a DAC checkpoint (e.g. weights_16khz.pth)"),
-    "mimi": ("moshi", "mimi", "a Mimi checkpoint (e.g. tokenizer-e351c8d8-checkpoint125.safetensors)"),
-}
+PUBLIC_CODECS = ("encodec", "dac", "mimi", "snac")  # codec/public.py
 
 
 class ScriptableCodec(nn.Module):
@@ -133,18 +127,6 @@ def _resolve_checkpoint(uri: str) -> str:
     return u
 
 
-def _public(name: str, path: str) -> Any:
-    pkg, extra, what = PUBLIC_CODECS[name]
-    if not path or not (storage.exists(path) or (storage.is_local(path) and storage.local_path(path).is_dir())):
-        raise FileNotFoundError(f"{name} weights not found at {path or '(no path given)'}; install extra {extra} "
-                                f"(pip install 'matalu[{extra}]') and put {what} there — nothing is downloaded from a hub")
-    if importlib.util.find_spec(pkg) is None:
-        raise ValueError(f"{name}: weights are at {path} but the package {pkg!r} is not installed; install extra "
-                         f"{extra} (pip install 'matalu[{extra}]')")
-    raise ValueError(f"{name}: this matalu build has no {name} adapter yet; wrap the model in a factory returning a "
-                     "Codec (codec/base.py) and pass it as --codec module:factory")
-
-
 def _looks_like_factory(spec: str) -> bool:
     if "://" in spec or spec.count(":") != 1:
         return False
@@ -157,7 +139,9 @@ def load_codec(spec: str, device: str = "cpu") -> Any:
     spec = str(spec)
     head, sep, rest = spec.partition(":")
     if sep and head in PUBLIC_CODECS and "://" not in spec[: len(head) + 3]:
-        return _public(head, rest)
+        from codec.public import load_public
+
+        return load_public(head, rest, device)
     if _looks_like_factory(spec) and not (storage.is_local(spec) and storage.local_path(spec).exists()):
         mod_name, attr = spec.split(":")
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from fractions import Fraction
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -59,9 +60,16 @@ def hop_length(codec: Codec) -> int:
     return int(round(hop))
 
 
-def num_frames(num_samples: int, hop: int) -> int:
+def frame_hop(codec: Codec) -> Fraction:
+    """Samples per frame, ``sample_rate / frame_rate``, exact: an int-valued Fraction for our codecs, a fractional
+    one for e.g. EnCodec 24 kHz behind the 16 kHz adapter (75 Hz -> 640/3 samples)."""
+    return Fraction(int(codec.sample_rate)) / Fraction(float(codec.frame_rate)).limit_denominator(10_000)
+
+
+def num_frames(num_samples: int, hop: int | Fraction) -> int:
     """Frames a clip of ``num_samples`` gives: ``ceil(num_samples / hop)`` (the last partial frame is padded)."""
-    return -(-int(num_samples) // int(hop))
+    hop = Fraction(hop)
+    return -(-int(num_samples) * hop.denominator // hop.numerator)
 
 
 def frames_for_duration(duration_s: float, frame_rate: float, sample_rate: int = 16000) -> int:

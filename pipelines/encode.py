@@ -193,7 +193,7 @@ class UnitEncoder:
         import torch
 
         from codec.adapters import load_codec
-        from codec.base import check_codec, hop_length
+        from codec.base import check_codec, frame_hop
 
         if device == "cpu":
             torch.set_num_threads(1)  # one core per actor
@@ -201,7 +201,7 @@ class UnitEncoder:
         self.cfg, self.run_id, self.device = cfg, run_id, device
         self.codec = check_codec(load_codec(cfg.codec, device), cfg.codec)
         self.codec_id = str(self.codec.codec_id)
-        self.hop = hop_length(self.codec)
+        self.hop = frame_hop(self.codec)  # samples per frame; a Fraction for e.g. EnCodec 24 kHz (75 Hz at 16 kHz)
         self.root = tokens_root(cfg.out, self.codec_id)
         self.keep = license_filter(cfg.exclude_licenses)
 
@@ -211,12 +211,13 @@ class UnitEncoder:
 
         from codec.base import num_frames
 
+        pad_to = self.hop.numerator  # a whole number of frames (hop.denominator of them)
         out: list[np.ndarray | None] = [None] * len(clips)
         batch_samples = int(self.cfg.batch_seconds * self.codec.sample_rate)
         for idx in length_buckets([len(c) for c in clips], batch_samples, self.cfg.max_batch):
             longest = max(len(clips[i]) for i in idx)
-            longest += (-longest) % self.hop
-            x = np.zeros((len(idx), 1, max(longest, self.hop)), np.float32)
+            longest += (-longest) % pad_to
+            x = np.zeros((len(idx), 1, max(longest, pad_to)), np.float32)
             for b, i in enumerate(idx):
                 x[b, 0, : len(clips[i])] = clips[i]
             codes = self.codec.encode(torch.from_numpy(x).to(self.device)).cpu()
