@@ -74,7 +74,7 @@ def main() -> None:
         out = str(Path(a.out) / re.sub(r"[^A-Za-z0-9_.-]+", "_", spec))
         t0 = time.perf_counter()
         res = train_local(cfg, a.data, a.steps, out=out, device=device,
-                          log=lambda m: print(f"  [{spec}] step {m['step']} loss {m['loss']:.3f} mel {m['mel']:.3f}",
+                          log=lambda m, spec=spec: print(f"  [{spec}] step {m['step']} loss {m['loss']:.3f} mel {m['mel']:.3f}",
                                               flush=True) if m["step"] % 100 == 0 else None)
         train_s = time.perf_counter() - t0
         r = evaluate(res.model, a.heldout, max_samples=a.eval_samples, max_seconds=a.eval_seconds, device=device)

@@ -82,3 +82,29 @@ def ingested(ray_session, tmp_path_factory):
     res = run_ingest(cfg, progress=False)
     assert res.committed, res
     return cfg, res
+
+
+@pytest.fixture()
+def one_thread():
+    """torch on one thread for the test (codec figures and timings are per core); the old count comes back after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture()
+def one_mono_shard(ingested, tmp_path) -> Path:
+    """A segments tree ``<root>/segments/synthetic/mono/<shard>.tar`` holding one mono shard of the ingested run."""
+    import shutil
+
+    import storage
+
+    cfg, _ = ingested
+    src = sorted(storage.list_files(f"{cfg.out}/segments/synthetic/mono", ".tar"))[0]
+    seg = tmp_path / "in" / "segments" / "synthetic" / "mono"
+    seg.mkdir(parents=True)
+    shutil.copy(src, seg / src.rsplit("/", 1)[-1])
+    return tmp_path / "in"

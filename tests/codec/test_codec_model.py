@@ -12,12 +12,7 @@ from codec.base import Codec, StreamingCodec, frames_for_duration, num_frames
 from codec.model import CodecConfig, CodecModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw) -> CodecModel:

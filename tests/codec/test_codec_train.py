@@ -20,14 +20,6 @@ def small_cfg(**kw) -> CodecTrainConfig:
     return CodecTrainConfig(**d)
 
 
-@pytest.fixture()
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_short_training_lowers_mel_distance(ingested, tmp_path, one_thread):
     cfg, _ = ingested
     ev = fixed_eval_batch(segment_shards(cfg.out), n=8, seconds=1.0)

@@ -14,12 +14,7 @@ from codec.discriminators import (MultiScaleSTFTDiscriminator, discriminator_los
 from codec.train import CodecTrainConfig, fixed_eval_batch, segment_shards, train_local
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_shapes_and_losses_at_their_fixed_points():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -125,16 +124,11 @@ class FrameStatsCodec(torch.nn.Module):
         return self.encode(wav)
 
 
-def test_bring_your_own_torchscript_codec(ingested, tmp_path):
-    cfg, _ = ingested
+def test_bring_your_own_torchscript_codec(one_mono_shard, tmp_path):
     ts = tmp_path / "byo.pt"
     torch.jit.script(FrameStatsCodec()).save(str(ts))
     # a smaller input: one mono segment shard, laid out as <segments>/<source>/<kind>/
-    src = sorted(storage.list_files(f"{cfg.out}/segments/synthetic/mono", ".tar"))[0]
-    seg = tmp_path / "in" / "segments" / "synthetic" / "mono"
-    seg.mkdir(parents=True)
-    shutil.copy(src, seg / src.rsplit("/", 1)[-1])
-    res = run_encode(EncodeConfig(segments=str(tmp_path / "in"), codec=str(ts), out=str(tmp_path / "out")))
+    res = run_encode(EncodeConfig(segments=str(one_mono_shard), codec=str(ts), out=str(tmp_path / "out")))
     assert res.committed and res.codec_id.startswith("ts-") and len(res.codec_id) == 15
     toks = _tokens(res.out)
     assert len(toks) == res.counts["samples"] > 0
@@ -144,27 +138,26 @@ def test_bring_your_own_torchscript_codec(ingested, tmp_path):
     assert {r.codec_id for r in rows} == {res.codec_id}
 
 
-def test_exclude_license_leaves_samples_out_as_rejects(ingested, tmp_path):
+def test_exclude_license_leaves_samples_out_as_rejects(one_mono_shard, tmp_path):
     """One segment shard whose every other sample is re-licensed CC-BY-NC: those become rejects, the rest tokens;
     dropping the filter redoes the unit and encodes everything."""
-    cfg, _ = ingested
     ts = tmp_path / "byo.pt"
     torch.jit.script(FrameStatsCodec()).save(str(ts))
-    src = sorted(storage.list_files(f"{cfg.out}/segments/synthetic/mono", ".tar"))[0]
-    seg = tmp_path / "in" / "segments" / "synthetic" / "mono"
-    seg.mkdir(parents=True)
+    seg = one_mono_shard / "segments" / "synthetic" / "mono"
+    (src,) = seg.glob("*.tar")
     nc = set()
     with storage.ShardWriter(lambda _i: str(seg / "mixed.tar")) as w:
-        for i, (key, members) in enumerate(storage.iter_shard(src)):
+        for i, (key, members) in enumerate(storage.iter_shard(str(src))):
             meta = json.loads(members["json"])
             if i % 2:
                 meta["license"] = "CC-BY-NC-4.0"
                 nc.add(key)
             w.write(key, {**members, "json": json.dumps(meta).encode()})
+    src.unlink()
     keys = {k for k, _ in storage.iter_shard(str(seg / "mixed.tar"))}
     assert nc and keys - nc
 
-    ecfg = EncodeConfig(segments=str(tmp_path / "in"), codec=str(ts), out=str(tmp_path / "out"), num_workers=1,
+    ecfg = EncodeConfig(segments=str(one_mono_shard), codec=str(ts), out=str(tmp_path / "out"), num_workers=1,
                         exclude_licenses=["cc-by-nc*"])
     res = run_encode(ecfg)
     assert res.committed

@@ -36,12 +36,7 @@ SMALL = {
 EXPECT = {"encodec": (24000, 75.0, 1024), "dac": (16000, 31.25, 1024), "mimi": (24000, 12.5, 2048)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -121,15 +116,10 @@ def test_codebooks_ids_and_errors(folders, tmp_path):
         load_codec(f"snac:{tmp_path}")
 
 
-def test_encode_job_with_encodec_at_75_hz(ingested, folders, tmp_path):
+def test_encode_job_with_encodec_at_75_hz(one_mono_shard, folders, tmp_path):
     """EnCodec 24 kHz at 75 Hz has a fractional hop at 16 kHz (640/3 samples): the job pads batches to whole frames
     and every token shard holds ceil(duration × 75) frames."""
-    cfg, _ = ingested
-    src = sorted(storage.list_files(f"{cfg.out}/segments/synthetic/mono", ".tar"))[0]
-    seg = tmp_path / "in" / "segments" / "synthetic" / "mono"
-    seg.mkdir(parents=True)
-    shutil.copy(src, seg / src.rsplit("/", 1)[-1])
-    res = run_encode(EncodeConfig(segments=str(tmp_path / "in"), codec=f"encodec:{folders['encodec']}",
+    res = run_encode(EncodeConfig(segments=str(one_mono_shard), codec=f"encodec:{folders['encodec']}",
                                   out=str(tmp_path / "out"), num_workers=1))
     assert res.committed and res.codec_id.startswith("encodec-q8-")
     n = 0
