@@ -47,7 +47,7 @@ import storage
 from manifests.io import MANIFEST_DIR, SUCCESS, append_run, concat_tables, manifest_uri, read_table, table_bytes, to_table
 from manifests.licenses import license_filter
 from manifests.rows import Reject, Run, Sample, Shard
-from pipelines.raytools import init_ray, new_run_id, run_unit, versions
+from pipelines.raytools import JobResult, init_ray, new_run_id, run_unit, versions
 from pipelines.unit import parts_uri
 
 log = logging.getLogger("matalu.encode")
@@ -101,17 +101,10 @@ class EncodeUnit:
 
 
 @dataclass
-class EncodeResult:
-    out: str  # <out>/tokens/<codec_id>
-    codec_id: str
-    run_id: str
-    units_total: int
-    units_skipped: int
-    units_processed: int
-    units_failed: list[str] = field(default_factory=list)
-    counts: dict = field(default_factory=dict)
-    committed: bool = False
-    noop: bool = False
+class EncodeResult(JobResult):
+    """The encode job's :class:`pipelines.raytools.JobResult` (``out`` = ``<out>/tokens/<codec_id>``)."""
+
+    codec_id: str = ""
 
 
 def tokens_root(out: str, codec_id: str) -> str:
@@ -405,8 +398,8 @@ def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callab
             prev = {}
         if prev.get("units_fingerprint") == fp:
             say(f"[encode] {root} is already committed for these segment shards and codec: nothing to do")
-            return EncodeResult(root, codec_id, prev.get("run_id", ""), len(units), len(units), 0,
-                                counts=prev.get("counts", {}), committed=True, noop=True)
+            return EncodeResult(root, prev.get("run_id", ""), len(units), len(units), 0,
+                                counts=prev.get("counts", {}), committed=True, noop=True, codec_id=codec_id)
     if storage.exists(success):
         storage.remove(success)
     skipped = len(units) - len(todo)
@@ -441,4 +434,5 @@ def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callab
                                                 "counts": counts}) + "\n")
     else:
         say(f"[encode] NOT committed: {len(failed)} failed units; rerun the same command to retry them")
-    return EncodeResult(root, codec_id, run_id, len(units), skipped, len(todo) - len(failed), failed, counts, committed)
+    return EncodeResult(root, run_id, len(units), skipped, len(todo) - len(failed), failed, counts, committed,
+                        codec_id=codec_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -21,7 +21,7 @@ from manifests.rows import Diarization, Recording, Reject, Run, Sample, Shard
 from pipelines import sources as source_registry
 from pipelines.config import IngestConfig, config_from_dict
 from pipelines.raytools import init_ray as _init_ray
-from pipelines.raytools import new_run_id, run_unit, versions
+from pipelines.raytools import JobResult, new_run_id, run_unit, versions
 from pipelines.unit import UnitProcessor, WorkUnit, make_units, parts_uri, unit_done
 
 log = logging.getLogger("matalu.ingest")
@@ -30,16 +30,8 @@ TABLES = (("recordings", Recording), ("samples", Sample), ("rejects", Reject), (
 
 
 @dataclass
-class IngestResult:
-    out: str
-    run_id: str
-    units_total: int
-    units_skipped: int
-    units_processed: int
-    units_failed: list[str] = field(default_factory=list)
-    counts: dict = field(default_factory=dict)
-    committed: bool = False
-    noop: bool = False
+class IngestResult(JobResult):
+    """The ingest job's :class:`pipelines.raytools.JobResult` (``out`` = the run's output URI)."""
 
 
 # -- sources --------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Plumbing shared by the jobs (ingest, encode): connecting to Ray, running a unit so a failure is reported,
-and the identity of a run (its id and the versions it ran with)."""
+the identity of a run (its id and the versions it ran with), and what a job returns (:class:`JobResult`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,28 @@ import platform
 import subprocess
 import traceback
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+
+
+@dataclass
+class JobResult:
+    """What a unit-based job returns: where it wrote, which run, how many units were skipped (already committed),
+    processed or failed, the merged manifests' counts, and whether ``_SUCCESS`` was written (``noop``: the output
+    was already committed for these inputs, nothing ran)."""
+
+    out: str
+    run_id: str
+    units_total: int
+    units_skipped: int
+    units_processed: int
+    units_failed: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    committed: bool = False
+    noop: bool = False
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to ``address``, else to RAY_ADDRESS (set inside a Ray job), else start a local Ray."""
