@@ -112,7 +112,8 @@ class HFCodec:
     def _max_codebooks(self) -> int:
         cfg = self.model.config
         if self.name == "encodec":
-            return int(round(max(cfg.target_bandwidths) * 1000 / (self.frame_rate * 10)))
+            bits = self.codebook_size.bit_length() - 1  # per code
+            return int(round(max(cfg.target_bandwidths) * 1000 / (self.frame_rate * bits)))
         if self.name == "dac":
             return int(cfg.n_codebooks)
         return int(cfg.num_quantizers)
