@@ -16,9 +16,10 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from storage.download import DownloadSpec, download
+from manifests.rows import Recording, Reject
 from storage.extract import ExtractLimits, extract
 
 
@@ -114,3 +115,22 @@ def find_one(root: Path, pattern: str, what: str) -> Path:
 
 def remove_tree(p: Path) -> None:
     shutil.rmtree(p, ignore_errors=True)
+
+
+def first_wins(rows: Iterable[Recording | Reject], source: str,
+               duplicate: Callable[[Recording], str]) -> Iterator[Recording | Reject]:
+    """Rejects first, then recordings sorted by id; a recording id seen again becomes a ``duplicate_id`` reject
+    (detail from ``duplicate(row)``) and the first one is kept."""
+    recordings: dict[str, Recording] = {}
+    rejects: list[Reject] = []
+    for row in rows:
+        if isinstance(row, Reject):
+            rejects.append(row)
+        elif row.recording_id in recordings:
+            rejects.append(Reject(item=row.recording_id, stage="prepare", reason="duplicate_id", source=source,
+                                  recording_id=row.recording_id, detail=duplicate(row)))
+        else:
+            recordings[row.recording_id] = row
+    yield from rejects
+    for rid in sorted(recordings):
+        yield recordings[rid]

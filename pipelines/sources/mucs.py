@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from manifests.rows import Recording, Reject
+from pipelines.sources.common import first_wins
 from pipelines.sources.manifest import safe_id
 from pipelines.sources.usercopy import fetch_user_copy, user_copy_roots
 
@@ -146,19 +147,6 @@ def prepare(downloaded: str | Path, **_: object) -> Iterator[Recording | Reject]
     if roots is None:
         raise FileNotFoundError(f"{target} holds no finished MUCS download; run download() with the archive first "
                                 "(`matalu sources download mucs --to DIR --archive PATH`)")
-    recordings: dict[str, Recording] = {}
-    rejects: list[Reject] = []
-    for root in roots:  # extracted/<archive stem>, or a folder used in place
-        for split_dir in _split_dirs(root):
-            for row in _split_rows(split_dir, target):
-                if isinstance(row, Reject):
-                    rejects.append(row)
-                elif row.recording_id in recordings:
-                    rejects.append(Reject(item=row.recording_id, stage="prepare", reason="duplicate_id", source=NAME,
-                                          recording_id=row.recording_id,
-                                          detail=f"{row.recording_id} appears twice ({row.uri}); the first is kept"))
-                else:
-                    recordings[row.recording_id] = row
-    yield from rejects
-    for rid in sorted(recordings):
-        yield recordings[rid]
+    rows = (row for root in roots  # extracted/<archive stem>, or a folder used in place
+            for split_dir in _split_dirs(root) for row in _split_rows(split_dir, target))
+    yield from first_wins(rows, NAME, lambda r: f"{r.recording_id} appears twice ({r.uri}); the first is kept")

@@ -187,18 +187,7 @@ def prepare(downloaded: str | Path, **_: object) -> Iterator[Recording | Reject]
     except (FileNotFoundError, ValueError):
         raise FileNotFoundError(f"{target} holds no finished SLR66 download; run download() first "
                                 f"(`matalu sources download slr66 --to {target.parent}`)") from None
-    recordings: dict[str, Recording] = {}
-    rejects: list[Reject] = []
-    for zip_name in sorted(key.get("zips", {})):
-        for row in _zip_rows(target / Path(zip_name).stem, zip_name, target):
-            if isinstance(row, Reject):
-                rejects.append(row)
-            elif row.recording_id in recordings:
-                rejects.append(Reject(item=row.recording_id, stage="prepare", reason="duplicate_id", source=NAME,
-                                      recording_id=row.recording_id,
-                                      detail=f"{row.recording_id} appears in more than one zip; the first is kept"))
-            else:
-                recordings[row.recording_id] = row
-    yield from rejects
-    for rid in sorted(recordings):
-        yield recordings[rid]
+    rows = (row for zip_name in sorted(key.get("zips", {}))
+            for row in _zip_rows(target / Path(zip_name).stem, zip_name, target))
+    yield from common.first_wins(rows, NAME,
+                                 lambda r: f"{r.recording_id} appears in more than one zip; the first is kept")
