@@ -98,6 +98,16 @@ def codec_id_from_state_dict(name: str, state: dict[str, Tensor]) -> str:
     return f"{name}-{state_dict_digest(state)[:12]}"
 
 
+def known_keys(cls: type, d: dict, what: str) -> dict:
+    """A copy of ``d`` after checking that every key is a field of dataclass ``cls`` (else: which are unknown)."""
+    import dataclasses
+
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {what} keys: {', '.join(unknown)}")
+    return dict(d)
+
+
 def check_codec(obj: Any, where: str = "codec") -> Any:
     """Raise a clear error when ``obj`` does not look like a :class:`Codec`; return it otherwise."""
     missing = [a for a in REQUIRED_ATTRS if not hasattr(obj, a)]

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codec.base import codec_id_from_state_dict, num_frames
+from codec.base import codec_id_from_state_dict, known_keys, num_frames
 
 
 @dataclass
@@ -73,11 +73,7 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown codec config keys: {', '.join(unknown)}")
-        kw = dict(d)
+        kw = known_keys(cls, d, "codec config")
         if "strides" in kw:
             kw["strides"] = [int(s) for s in kw["strides"]]
         return cls(**kw)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 import storage
+from codec.base import known_keys
 from codec.discriminators import (MultiScaleSTFTDiscriminator, discriminator_loss, feature_matching_loss,
                                   generator_adv_loss, split_batch)
 from codec.losses import CodecLoss, LossWeights, mel_distance
@@ -80,11 +81,7 @@ class CodecTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecTrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown codec train config keys: {', '.join(unknown)}")
-        kw = dict(d)
+        kw = known_keys(cls, d, "codec train config")
         if isinstance(kw.get("loss"), dict):
             kw["loss"] = LossWeights(**kw["loss"])
         if "betas" in kw:
