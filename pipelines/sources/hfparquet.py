@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,3 +149,25 @@ def row_id(file_stem: str, row: int, name: str = "") -> str:
 
     stem = safe_id(Path(name).stem) if name else ""
     return safe_id(f"{file_stem}-{row:06d}" + (f"-{stem}" if stem and stem != "rec" else ""))
+
+
+def rows_of(root: Path, language: str | None, missing: str) -> Iterator[tuple[Path, ParquetMeta, str, str, int, dict]]:
+    """Every row of the parquet files under ``root``: ``(file, meta, file stem for ids, split from the path, row
+    index, row)``. With ``language``, rows whose ``lang``/``language`` column names another language are skipped (a
+    multi-language copy); no parquet files raise ``FileNotFoundError(missing)``."""
+    from pipelines.sources.manifest import safe_id
+
+    files = parquet_files(root, language)
+    if not files:
+        raise FileNotFoundError(missing)
+    base = root if root.is_dir() else root.parent
+    for f in files:
+        meta = read_meta(f)
+        fstem = safe_id(f.relative_to(base).with_suffix("").as_posix())
+        split = split_of(f, base)
+        for i, row in enumerate(meta.rows):
+            if language:
+                lang = text_of(row, ("lang", "language")).lower()
+                if lang and lang not in (language.lower(), "te", "tel"):
+                    continue  # another language's row in a multi-language copy
+            yield f, meta, fstem, split, i, row

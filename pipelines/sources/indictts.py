@@ -152,27 +152,21 @@ def _prepare_iitm(root: Path, license: str) -> Iterator[Recording | Reject]:
 
 # -- HF parquet mirror ----------------------------------------------------------------------------------------
 def _prepare_hf(root: Path, license: str) -> Iterator[Recording | Reject]:
-    files = H.parquet_files(root)
-    if not files:
-        raise FileNotFoundError(f"indictts: no parquet files under {root} (expected the {HF_REPO} data/*.parquet)")
-    base = root if root.is_dir() else root.parent
-    for f in files:
-        meta = H.read_meta(f)
-        stem = safe_id(f.relative_to(base).with_suffix("").as_posix())
-        for i, row in enumerate(meta.rows):
-            rid = H.row_id(f"hf-{stem}", i, meta.audio_paths[i])
-            gender = ""
-            gcol = H.find_column(list(row), _GENDER_COLS)
-            if gcol:
-                gender = H.gender_of(row.get(gcol))
-            if not gender:  # the audio's file name often says it: train_telugumale_00001.wav
-                name = meta.audio_paths[i].lower()
-                gender = "female" if "female" in name else "male" if "male" in name else ""
-            text = H.text_of(row, _TEXT_COLS)
-            if not text:
-                yield Reject(item=f"{f.name}:{i}", stage="prepare", reason="no_transcript", source=NAME,
-                             recording_id=rid, detail=f"row {i} of {f.name} has no text")
-                continue
-            yield Recording(recording_id=rid, source=NAME, uri=str(f.resolve()), member=f"parquet:{i}:{meta.audio_column}",
-                            speaker_id=f"indictts-te-{gender or 'unknown'}", gender=gender, text=text, language="te",
-                            license=license, split=H.split_of(f, base))
+    missing = f"indictts: no parquet files under {root} (expected the {HF_REPO} data/*.parquet)"
+    for f, meta, stem, split, i, row in H.rows_of(root, None, missing):
+        rid = H.row_id(f"hf-{stem}", i, meta.audio_paths[i])
+        gender = ""
+        gcol = H.find_column(list(row), _GENDER_COLS)
+        if gcol:
+            gender = H.gender_of(row.get(gcol))
+        if not gender:  # the audio's file name often says it: train_telugumale_00001.wav
+            name = meta.audio_paths[i].lower()
+            gender = "female" if "female" in name else "male" if "male" in name else ""
+        text = H.text_of(row, _TEXT_COLS)
+        if not text:
+            yield Reject(item=f"{f.name}:{i}", stage="prepare", reason="no_transcript", source=NAME,
+                         recording_id=rid, detail=f"row {i} of {f.name} has no text")
+            continue
+        yield Recording(recording_id=rid, source=NAME, uri=str(f.resolve()), member=f"parquet:{i}:{meta.audio_column}",
+                        speaker_id=f"indictts-te-{gender or 'unknown'}", gender=gender, text=text, language="te",
+                        license=license, split=split)

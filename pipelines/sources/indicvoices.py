@@ -28,7 +28,6 @@ from pathlib import Path
 
 from manifests.rows import Recording, Reject, Turn
 from pipelines.sources import hfparquet as H
-from pipelines.sources.manifest import safe_id
 from pipelines.sources.usercopy import fetch_user_copy
 
 NAME = "indicvoices"
@@ -178,54 +177,44 @@ def prepare(downloaded: str | Path, *, system_role: str = "more", merge_gap_s: f
             language: str = LANGUAGE, license: str | None = None, **_: object) -> Iterator[Recording | Reject]:
     system_role = _check_role(system_role)
     root = Path(downloaded)
-    files = H.parquet_files(root, language)
-    if not files:
-        raise FileNotFoundError(f"indicvoices: no parquet files under {root} (expected {HF_REPO} "
-                                f"{language}/*.parquet): is this the right copy?")
-    base = root if root.is_dir() else root.parent
-    for f in files:
-        meta = H.read_meta(f)
-        fstem = safe_id(f.relative_to(base).with_suffix("").as_posix())
-        split_default = H.split_of(f, base)
-        for i, row in enumerate(meta.rows):
-            cols = list(row)
-            lang = H.text_of(row, ("lang", "language")).lower()
-            if lang and lang not in (language.lower(), "te", "tel"):
-                continue  # another language's row in a multi-language copy
-            name = H.text_of(row, _ID_COLS) or meta.audio_paths[i]
-            rid = H.row_id(fstem, i, name)
-            item = f"{f.name}:{i}"
-            row_spk = H.text_of(row, ("speaker_id", "speaker", "spk"))
-            dcol = H.find_column(cols, ("duration", "duration_s"))
-            try:
-                duration = float(row[dcol]) if dcol and row.get(dcol) is not None else None
-            except (TypeError, ValueError):
-                duration = None
-            scol = H.find_column(cols, SEGMENT_COLS)
-            try:
-                segs = parse_segments(row.get(scol) if scol else None, row_spk, duration)
-            except BadSegments as e:
-                yield Reject(item=item, stage="prepare", reason="bad_segments", source=NAME, recording_id=rid,
-                             detail=f"{scol} of row {i} in {f.name}: {e}")
-                continue
-            plain = ""
-            if segs is None:  # the column holds a plain transcript
-                plain, segs = str(row.get(scol) or "").strip(), []
-            turns = build_turns(segs, system_role, merge_gap_s)
-            talk = talk_time(segs)
-            main = max(sorted(talk), key=lambda s: talk[s]) if talk else ""
-            if turns:
-                text = "\n".join(t.text for t in turns if t.text)
-            else:
-                text = H.text_of(row, _TEXT_COLS) or " ".join(s.text for s in segs if s.text) or plain
-            if not text:
-                yield Reject(item=item, stage="prepare", reason="no_transcript", source=NAME, recording_id=rid,
-                             detail=f"row {i} of {f.name} has neither text nor segments")
-                continue
-            gcol = H.find_column(cols, ("gender", "sex"))
-            yield Recording(
-                recording_id=rid, source=NAME, uri=str(f.resolve()), member=f"parquet:{i}:{meta.audio_column}",
-                speaker_id=main or row_spk, gender=H.gender_of(row.get(gcol)) if gcol else "", text=text,
-                language="te", license=license or LICENSE, split=H.text_of(row, ("split",)) or split_default,
-                turns=turns, channel_roles=[],
-            )
+    missing = (f"indicvoices: no parquet files under {root} (expected {HF_REPO} {language}/*.parquet): "
+               "is this the right copy?")
+    for f, meta, fstem, split_default, i, row in H.rows_of(root, language, missing):
+        cols = list(row)
+        name = H.text_of(row, _ID_COLS) or meta.audio_paths[i]
+        rid = H.row_id(fstem, i, name)
+        item = f"{f.name}:{i}"
+        row_spk = H.text_of(row, ("speaker_id", "speaker", "spk"))
+        dcol = H.find_column(cols, ("duration", "duration_s"))
+        try:
+            duration = float(row[dcol]) if dcol and row.get(dcol) is not None else None
+        except (TypeError, ValueError):
+            duration = None
+        scol = H.find_column(cols, SEGMENT_COLS)
+        try:
+            segs = parse_segments(row.get(scol) if scol else None, row_spk, duration)
+        except BadSegments as e:
+            yield Reject(item=item, stage="prepare", reason="bad_segments", source=NAME, recording_id=rid,
+                         detail=f"{scol} of row {i} in {f.name}: {e}")
+            continue
+        plain = ""
+        if segs is None:  # the column holds a plain transcript
+            plain, segs = str(row.get(scol) or "").strip(), []
+        turns = build_turns(segs, system_role, merge_gap_s)
+        talk = talk_time(segs)
+        main = max(sorted(talk), key=lambda s: talk[s]) if talk else ""
+        if turns:
+            text = "\n".join(t.text for t in turns if t.text)
+        else:
+            text = H.text_of(row, _TEXT_COLS) or " ".join(s.text for s in segs if s.text) or plain
+        if not text:
+            yield Reject(item=item, stage="prepare", reason="no_transcript", source=NAME, recording_id=rid,
+                         detail=f"row {i} of {f.name} has neither text nor segments")
+            continue
+        gcol = H.find_column(cols, ("gender", "sex"))
+        yield Recording(
+            recording_id=rid, source=NAME, uri=str(f.resolve()), member=f"parquet:{i}:{meta.audio_column}",
+            speaker_id=main or row_spk, gender=H.gender_of(row.get(gcol)) if gcol else "", text=text,
+            language="te", license=license or LICENSE, split=H.text_of(row, ("split",)) or split_default,
+            turns=turns, channel_roles=[],
+        )

@@ -160,31 +160,21 @@ def _prepare_tar(root: Path, language: str, license: str) -> Iterator[Recording 
 
 # -- HF parquet mirror ----------------------------------------------------------------------------------------
 def _prepare_hf(root: Path, language: str, license: str) -> Iterator[Recording | Reject]:
-    files = H.parquet_files(root, language)
-    if not files:
-        raise FileNotFoundError(f"kathbath: no parquet files under {root} (expected {HF_REPO} {language}/*.parquet)")
-    base = root if root.is_dir() else root.parent
-    for f in files:
-        meta = H.read_meta(f)
-        fstem = safe_id(f.relative_to(base).with_suffix("").as_posix())
-        split_default = H.split_of(f, base)
-        for i, row in enumerate(meta.rows):
-            cols = list(row)
-            lang = H.text_of(row, ("lang", "language")).lower()
-            if lang and lang not in (language.lower(), "te", "tel"):
-                continue  # another language's row in a multi-language copy
-            name = H.text_of(row, _NAME_COLS) or meta.audio_paths[i]
-            stem = Path(name).stem if name else ""
-            rid = H.row_id(fstem, i, stem)
-            text = H.text_of(row, _TEXT_COLS)
-            if not text:
-                yield Reject(item=f"{f.name}:{i}", stage="prepare", reason="no_transcript", source=NAME,
-                             recording_id=rid, detail=f"row {i} of {f.name} has no text")
-                continue
-            spk_from_name, g_from_name = parse_name(stem) if stem else ("", "")
-            spk = H.text_of(row, _SPK_COLS) or spk_from_name
-            gcol = H.find_column(cols, ("gender", "sex"))
-            gender = (H.gender_of(row.get(gcol)) if gcol else "") or g_from_name
-            split = H.text_of(row, ("split",)) or split_default
-            yield Recording(recording_id=rid, source=NAME, uri=str(f.resolve()), member=f"parquet:{i}:{meta.audio_column}",
-                            speaker_id=spk, gender=gender, text=text, language="te", license=license, split=split)
+    missing = f"kathbath: no parquet files under {root} (expected {HF_REPO} {language}/*.parquet)"
+    for f, meta, fstem, split_default, i, row in H.rows_of(root, language, missing):
+        cols = list(row)
+        name = H.text_of(row, _NAME_COLS) or meta.audio_paths[i]
+        stem = Path(name).stem if name else ""
+        rid = H.row_id(fstem, i, stem)
+        text = H.text_of(row, _TEXT_COLS)
+        if not text:
+            yield Reject(item=f"{f.name}:{i}", stage="prepare", reason="no_transcript", source=NAME,
+                         recording_id=rid, detail=f"row {i} of {f.name} has no text")
+            continue
+        spk_from_name, g_from_name = parse_name(stem) if stem else ("", "")
+        spk = H.text_of(row, _SPK_COLS) or spk_from_name
+        gcol = H.find_column(cols, ("gender", "sex"))
+        gender = (H.gender_of(row.get(gcol)) if gcol else "") or g_from_name
+        split = H.text_of(row, ("split",)) or split_default
+        yield Recording(recording_id=rid, source=NAME, uri=str(f.resolve()), member=f"parquet:{i}:{meta.audio_column}",
+                        speaker_id=spk, gender=gender, text=text, language="te", license=license, split=split)
