@@ -108,3 +108,24 @@ def one_mono_shard(ingested, tmp_path) -> Path:
     seg.mkdir(parents=True)
     shutil.copy(src, seg / src.rsplit("/", 1)[-1])
     return tmp_path / "in"
+
+
+def ingest_source(tmp_path: Path, name: str, options: dict) -> tuple[list, list, list]:
+    """Ingest one source (unit size 4, two workers) into ``tmp_path/out``; checks that the run committed with every
+    recording in samples or rejects, and returns its (recordings, samples, rejects) rows."""
+    from manifests import read_rows
+    from manifests.io import manifest_uri
+    from manifests.rows import Recording, Reject, Sample
+    from pipelines.config import IngestConfig, SourceSpec
+    from pipelines.ingest import run_ingest
+
+    cfg = IngestConfig(out=str(tmp_path / "out"), sources_dir=str(tmp_path / "src"),
+                       sources=[SourceSpec(name, {**options, "progress": False})], unit_size=4, num_workers=2)
+    res = run_ingest(cfg, progress=False, say=lambda s: None)
+    assert res.committed and res.counts["unaccounted_recordings"] == 0
+    recs = read_rows(manifest_uri(cfg.out, "recordings"), Recording)
+    samples = read_rows(manifest_uri(cfg.out, "samples"), Sample)
+    rejects = read_rows(manifest_uri(cfg.out, "rejects"), Reject)
+    accounted = {s.recording_id for s in samples} | {r.recording_id for r in rejects}
+    assert {r.recording_id for r in recs} <= accounted
+    return recs, samples, rejects
