@@ -8,7 +8,7 @@ SYSTOOLS := ffmpeg espeak-ng sox
 APT_PKGS := ffmpeg espeak-ng sox libsndfile1 chromium
 OUT ?= data/demo
 
-.PHONY: setup demo test test-all bench lock sysdeps clean
+.PHONY: setup lint demo test test-all bench lock sysdeps clean
 
 setup: sysdeps $(STAMP)
 
@@ -40,7 +40,10 @@ $(STAMP): requirements.lock pyproject.toml
 demo: setup
 	$(BIN)/matalu ingest --out $(OUT)
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
 	$(BIN)/python -m pytest -q tests
 
 test-all: setup

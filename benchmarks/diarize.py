@@ -55,7 +55,7 @@ def make_dialogs(d: Path, n: int, seed: int):
     import soundfile as sf
 
     from pipelines.sources import synthetic
-    from pipelines.stages.decode import resample
+    from storage.audio import resample
 
     synthetic.download(d / "synthetic", n_dialogs=n, seed=seed, system_voice="te", user_voice="te+f3")
     out = []

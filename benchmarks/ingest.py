@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 def make_corpus(d: Path, n_files: int, seconds: float, seed: int = 0) -> list[Path]:
     from pipelines.sources.synthetic import load_pairs, speak
-    from pipelines.stages.decode import resample
+    from storage.audio import resample
 
     rng = np.random.default_rng(seed)
     pairs = load_pairs()
@@ -100,11 +100,10 @@ def main() -> int:
     torch.set_num_threads(1)
     from manifests.rows import Recording
     from pipelines.config import IngestConfig
-    from pipelines.stages.decode import resample
-    from pipelines.stages.flac import encode_flac
+    from pipelines.stages.segment import mono_spans
     from pipelines.stages.vad import SileroVad, speech_regions
     from pipelines.unit import UnitProcessor, make_units
-    from pipelines.stages.segment import mono_spans
+    from storage.audio import encode_flac, resample
 
     tmp = Path(tempfile.mkdtemp(prefix="matalu-bench-"))
     paths = make_corpus(tmp, args.files, args.seconds)

@@ -21,7 +21,8 @@ import torch
 import storage
 from codec.base import check_codec
 from codec.losses import mel_distance
-from codec.train import read_sample, segment_shards
+from storage.audio import read_sample
+from storage.shards import segment_shards
 
 
 def si_sdr(est: np.ndarray, ref: np.ndarray, eps: float = 1e-9) -> float:

@@ -38,10 +38,17 @@ import torch
 
 import storage
 from codec.base import known_keys
-from codec.discriminators import (MultiScaleSTFTDiscriminator, discriminator_loss, feature_matching_loss,
-                                  generator_adv_loss, split_batch)
+from codec.discriminators import (
+    MultiScaleSTFTDiscriminator,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adv_loss,
+    split_batch,
+)
 from codec.losses import CodecLoss, LossWeights, mel_distance
 from codec.model import CodecConfig, CodecModel
+from storage.audio import read_sample
+from storage.shards import segment_shards
 
 
 @dataclass
@@ -102,29 +109,6 @@ def load_train_config(path: str | None) -> CodecTrainConfig:
 
 
 # -- data -----------------------------------------------------------------------------------------------------
-def segment_shards(uri: str) -> list[str]:
-    """Segment shard URIs under ``uri`` (an ingest output: its ``segments/`` folder is used when present)."""
-    seg = storage.join(uri, "segments")
-    files = storage.list_files(seg, ".tar")
-    if not files:
-        files = storage.list_files(uri, ".tar")
-    files = [f for f in files if "/tokens/" not in f]
-    if not files:
-        raise FileNotFoundError(f"no segment shards (*.tar) under {uri}")
-    return files
-
-
-def read_sample(members: dict[str, bytes]) -> tuple[dict, np.ndarray]:
-    """(sample JSON, float32 audio [channels, samples]) of one segment shard sample (FLAC + JSON)."""
-    import soundfile as sf
-
-    meta = json.loads(members["json"]) if "json" in members else {}
-    if "flac" not in members:
-        raise ValueError(f"sample {meta.get('sample_id', '?')} has no .flac member")
-    y, _sr = sf.read(io.BytesIO(members["flac"]), dtype="float32", always_2d=True)
-    return meta, np.ascontiguousarray(y.T)
-
-
 class CropStream:
     """Endless batches ``[B, 1, segment]`` of random crops from the clips of segment shards."""
 

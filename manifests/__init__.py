@@ -1,6 +1,5 @@
 """Typed manifest rows, their Parquet schemas, read/write, and stats (DESIGN §3)."""
 
-from manifests.rows import ROW_TYPES, Diarization, Recording, Reject, Run, Sample, Shard, Turn
 from manifests.io import (
     MANIFEST_DIR,
     SUCCESS,
@@ -12,6 +11,7 @@ from manifests.io import (
     to_table,
     write_rows,
 )
+from manifests.rows import ROW_TYPES, Diarization, Recording, Reject, Run, Sample, Shard, Turn
 
 __all__ = [
     "ROW_TYPES",

@@ -17,7 +17,6 @@ Layout written::
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections import defaultdict
@@ -28,30 +27,12 @@ import numpy as np
 import storage
 from manifests.io import read_table, resolve_table_uri
 from manifests.rows import Sample, Turn
+from storage.audio import decode_audio, encode_wav, resample
 
 MOSHI_SAMPLE_RATE = 24000
 JSONL_NAME = "data.jsonl"
 AUDIO_DIR = "data_stereo"
 MAIN_SPEAKER, OTHER_SPEAKER = "SPEAKER_MAIN", "SPEAKER_USER"
-
-
-def _decode_flac(data: bytes) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
-    y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    return np.ascontiguousarray(y.T), int(sr)
-
-
-def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """[C, T] float32 -> [C, T'] with soxr (HQ)."""
-    if sr_in == sr_out:
-        return x
-    import soxr
-
-    y = soxr.resample(np.ascontiguousarray(x.T), sr_in, sr_out, quality="HQ")
-    if y.ndim == 1:
-        y = y[:, None]
-    return np.ascontiguousarray(y.T, dtype=np.float32)
 
 
 def alignments(turns: list[Turn]) -> list[list]:
@@ -87,8 +68,6 @@ def export_moshi(manifest_uri: str, out_dir: str | Path) -> Path:
     by_shard: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_shard[r["shard"]].append(r)
-    import soundfile as sf
-
     lines: dict[str, str] = {}
     for shard in sorted(by_shard):
         wanted = {r["sample_id"]: r for r in by_shard[shard]}
@@ -99,14 +78,12 @@ def export_moshi(manifest_uri: str, out_dir: str | Path) -> Path:
                 continue
             if "flac" not in members:
                 raise ValueError(f"{shard}: sample {key} has no .flac member")
-            audio, sr = _decode_flac(members["flac"])
+            audio, sr = decode_audio(members["flac"])
             if audio.shape[0] != 2:
                 raise ValueError(f"{shard}: dialog sample {key} has {audio.shape[0]} channel(s); expected 2 (system, user)")
-            y = _resample(audio, sr, MOSHI_SAMPLE_RATE)
-            buf = io.BytesIO()
-            sf.write(buf, np.clip(y, -1.0, 1.0).T, MOSHI_SAMPLE_RATE, format="WAV", subtype="PCM_16")
+            y = resample(audio, sr, MOSHI_SAMPLE_RATE)
             rel = f"{AUDIO_DIR}/{key}.wav"
-            _write_atomic(out / rel, buf.getvalue())
+            _write_atomic(out / rel, encode_wav(y, MOSHI_SAMPLE_RATE))
             turns = [Turn.from_dict(t) for t in (row.get("turns") or [])]
             meta = {"alignments": alignments(turns), "sample_id": key, "source": row.get("source", ""),
                     "license": row.get("license", ""), "turns": [t.to_dict() for t in turns]}

@@ -44,10 +44,11 @@ from typing import Callable
 import numpy as np
 
 import storage
+from jobs.cluster import init_ray
+from jobs.runner import JobResult, new_run_id, run_unit, versions
 from manifests.io import MANIFEST_DIR, SUCCESS, append_run, concat_tables, manifest_uri, read_table, table_bytes, to_table
 from manifests.licenses import license_filter
 from manifests.rows import Reject, Run, Sample, Shard
-from pipelines.raytools import JobResult, init_ray, new_run_id, run_unit, versions
 from pipelines.unit import parts_uri
 
 log = logging.getLogger("matalu.encode")
@@ -102,7 +103,7 @@ class EncodeUnit:
 
 @dataclass
 class EncodeResult(JobResult):
-    """The encode job's :class:`pipelines.raytools.JobResult` (``out`` = ``<out>/tokens/<codec_id>``)."""
+    """The encode job's :class:`jobs.runner.JobResult` (``out`` = ``<out>/tokens/<codec_id>``)."""
 
     codec_id: str = ""
 
@@ -223,7 +224,7 @@ class UnitEncoder:
         return out  # type: ignore[return-value]
 
     def process(self, unit: EncodeUnit) -> dict:
-        from codec.train import read_sample
+        from storage.audio import read_sample
 
         t0 = time.perf_counter()
         Q, K = int(self.codec.num_codebooks), int(self.codec.codebook_size)

@@ -16,12 +16,12 @@ from typing import Callable
 import numpy as np
 
 import storage
+from jobs.cluster import init_ray as _init_ray
+from jobs.runner import JobResult, new_run_id, run_unit, versions
 from manifests.io import MANIFEST_DIR, SUCCESS, append_run, concat_tables, manifest_uri, read_table, table_bytes, to_table
 from manifests.rows import Diarization, Recording, Reject, Run, Sample, Shard
 from pipelines import sources as source_registry
 from pipelines.config import IngestConfig, config_from_dict
-from pipelines.raytools import init_ray as _init_ray
-from pipelines.raytools import JobResult, new_run_id, run_unit, versions
 from pipelines.unit import UnitProcessor, WorkUnit, make_units, parts_uri, unit_done
 
 log = logging.getLogger("matalu.ingest")
@@ -31,7 +31,7 @@ TABLES = (("recordings", Recording), ("samples", Sample), ("rejects", Reject), (
 
 @dataclass
 class IngestResult(JobResult):
-    """The ingest job's :class:`pipelines.raytools.JobResult` (``out`` = the run's output URI)."""
+    """The ingest job's :class:`jobs.runner.JobResult` (``out`` = the run's output URI)."""
 
 
 # -- sources --------------------------------------------------------------------------------------------------

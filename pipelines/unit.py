@@ -20,11 +20,11 @@ from manifests.rows import Diarization, Recording, Reject, Sample, Shard
 from pipelines.config import IngestConfig
 from pipelines.sources.manifest import safe_id
 from pipelines.stages import quality as Q
-from pipelines.stages.decode import DecodeError, Decoded, decode_bytes
-from pipelines.stages.flac import encode_flac
+from pipelines.stages.decode import Decoded, DecodeError, decode_bytes
 from pipelines.stages.read import read_audio
 from pipelines.stages.segment import SYSTEM, USER, dialog_audio, dialog_windows, mono_spans, turns_in
 from pipelines.stages.vad import SileroVad, speech_mask, speech_regions
+from storage.audio import encode_flac
 
 DONE = "_DONE"
 

@@ -2,6 +2,7 @@
 
 Imports nothing from the other matalu packages (DESIGN §2)."""
 
+from storage.shards import ShardInfo, ShardWriter, iter_shard, member_key_ok, segment_shards, shard_members
 from storage.uri import (
     StorageOptions,
     configure,
@@ -14,14 +15,13 @@ from storage.uri import (
     local_path,
     put_file,
     read_bytes,
-    remove,
-    write_bytes,
-    write_text,
     read_text,
+    remove,
     sha256_bytes,
     sha256_file,
+    write_bytes,
+    write_text,
 )
-from storage.shards import ShardInfo, ShardWriter, iter_shard, member_key_ok, shard_members
 
 __all__ = [
     "StorageOptions",
@@ -45,5 +45,6 @@ __all__ = [
     "ShardWriter",
     "iter_shard",
     "member_key_ok",
+    "segment_shards",
     "shard_members",
 ]

@@ -171,3 +171,15 @@ def iter_shard(uri: str) -> Iterator[tuple[str, dict[str, bytes]]]:
         cur[ext] = blob
     if cur_key is not None:
         yield cur_key, cur
+
+
+def segment_shards(uri: str) -> list[str]:
+    """Segment shard URIs under ``uri`` (an ingest output: its ``segments/`` folder is used when present)."""
+    seg = U.join(uri, "segments")
+    files = U.list_files(seg, ".tar")
+    if not files:
+        files = U.list_files(uri, ".tar")
+    files = [f for f in files if "/tokens/" not in f]
+    if not files:
+        raise FileNotFoundError(f"no segment shards (*.tar) under {uri}")
+    return files

@@ -14,7 +14,7 @@ TELUGU = "ఈ రోజు ఆకాశం మబ్బుగా ఉంది, �
 def telugu_speech(text: str = TELUGU, voice: str = "te", sr: int = 16000) -> np.ndarray:
     """espeak-ng Telugu speech as float32 mono at ``sr``, with 0.3 s of quiet noise on both sides."""
     from pipelines.sources.synthetic import speak
-    from pipelines.stages.decode import resample
+    from storage.audio import resample
 
     x = speak(text, voice, 150, 50)
     x = resample(x[None], 22050, sr)[0] if sr != 22050 else x

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+
 def add_parser(sub) -> None:
     p = sub.add_parser("ingest", help="run the ingestion job: sources -> segment shards + manifests")
     p.add_argument("--config", help="YAML config (see configs/ingest.yaml); flags below override it")

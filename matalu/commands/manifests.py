@@ -6,6 +6,7 @@ import json
 import random
 import sys
 
+
 def add_parser(sub) -> None:
     p = sub.add_parser("manifests", help="browse a run's manifests")
     ms = p.add_subparsers(dest="mcmd", required=True)
@@ -82,7 +83,7 @@ def run(args) -> int:
         import soundfile as sf
 
         import storage
-        from pipelines.stages.flac import decode_flac
+        from storage.audio import decode_audio
 
         rows = read_table(resolve_table_uri(args.uri, "samples"), Sample).to_pylist()
         if args.kind:
@@ -99,7 +100,7 @@ def run(args) -> int:
         members = dict(storage.iter_shard(row["shard"]))
         if row["sample_id"] not in members:
             raise SystemExit(f"sample {row['sample_id']} is listed in the manifest but missing from {row['shard']}")
-        audio, sr = decode_flac(members[row["sample_id"]]["flac"])
+        audio, sr = decode_audio(members[row["sample_id"]]["flac"])
         sf.write(args.output, audio.T, sr, subtype="PCM_16")
         print(json.dumps(json.loads(members[row["sample_id"]]["json"]), ensure_ascii=False, indent=2))
         print(f"wrote {args.output}: {audio.shape[1] / sr:.2f} s, {audio.shape[0]} channel(s), {sr} Hz", file=sys.stderr)

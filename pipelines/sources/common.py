@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from storage.download import DownloadSpec, download
 from manifests.rows import Recording, Reject
+from storage.download import DownloadSpec, download
 from storage.extract import ExtractLimits, extract
 
 

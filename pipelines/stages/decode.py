@@ -13,12 +13,12 @@ ingestion job turns into a ``Reject`` row:
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
+
+from storage.audio import decode_audio, resample
 
 # Leading bytes of containers libsndfile reads well; everything else goes to FFmpeg.
 _SNDFILE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM")
@@ -76,15 +76,6 @@ def _flac_total_samples(data: bytes) -> int | None:
     return total or None
 
 
-def _decode_sndfile(data: bytes) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
-    with sf.SoundFile(io.BytesIO(data)) as f:
-        sr = f.samplerate
-        x = f.read(dtype="float32", always_2d=True)  # [T, C]
-    return np.ascontiguousarray(x.T), sr
-
-
 def _decode_ffmpeg(data: bytes) -> tuple[np.ndarray, int, float | None]:
     from torchcodec.decoders import AudioDecoder
 
@@ -113,7 +104,7 @@ def decode_bytes(data: bytes, name: str = "", target_sr: int = 16000) -> Decoded
             raise DecodeError("truncated", trunc)
         header_frames = _flac_total_samples(data)
         try:
-            x, sr = _decode_sndfile(data)
+            x, sr = decode_audio(data)
         except Exception as e_sf:  # libsndfile refused: let FFmpeg try before giving up
             try:
                 x, sr, header_duration = _decode_ffmpeg(data)
@@ -147,13 +138,3 @@ def decode_bytes(data: bytes, name: str = "", target_sr: int = 16000) -> Decoded
     if sr != target_sr:
         x = resample(x, sr, target_sr)
     return Decoded(audio=x, sample_rate=target_sr, orig_sample_rate=orig_sr, orig_channels=orig_ch)
-
-
-def resample(x: np.ndarray, sr_in: int, sr_out: int, quality: str = "HQ") -> np.ndarray:
-    """soxr resampling of ``[channels, samples]`` float32 audio."""
-    if sr_in == sr_out:
-        return x
-    y = soxr.resample(np.ascontiguousarray(x.T), sr_in, sr_out, quality=quality)
-    if y.ndim == 1:
-        y = y[:, None]
-    return np.ascontiguousarray(y.T, dtype=np.float32)

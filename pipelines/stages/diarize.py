@@ -111,7 +111,7 @@ def to_mono16k(audio: np.ndarray, sr: int) -> np.ndarray:
     elif x.ndim != 1:
         raise ValueError(f"audio must be [samples] or [channels, samples], got shape {x.shape}")
     if sr != SAMPLE_RATE:
-        from pipelines.stages.decode import resample
+        from storage.audio import resample
 
         x = resample(x[None], int(sr), SAMPLE_RATE)[0]
     return np.ascontiguousarray(x, dtype=np.float32)

@@ -11,7 +11,6 @@ from codec.adapters import export_torchscript, load_codec
 from codec.base import Codec, StreamingCodec, frames_for_duration, num_frames
 from codec.model import CodecConfig, CodecModel
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

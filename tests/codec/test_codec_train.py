@@ -9,9 +9,9 @@ import torch
 
 import storage
 from codec.eval import evaluate, render
-from codec.train import (CodecTrainConfig, fixed_eval_batch, measure_mel_distance, segment_shards, train_local,
-                         train_ray)
 from codec.model import CodecModel
+from codec.train import CodecTrainConfig, fixed_eval_batch, measure_mel_distance, train_local, train_ray
+from storage.shards import segment_shards
 
 
 def small_cfg(**kw) -> CodecTrainConfig:

@@ -9,10 +9,15 @@ import pytest
 import torch
 
 import storage
-from codec.discriminators import (MultiScaleSTFTDiscriminator, discriminator_loss, feature_matching_loss,
-                                  generator_adv_loss, split_batch)
-from codec.train import CodecTrainConfig, fixed_eval_batch, segment_shards, train_local
-
+from codec.discriminators import (
+    MultiScaleSTFTDiscriminator,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adv_loss,
+    split_batch,
+)
+from codec.train import CodecTrainConfig, fixed_eval_batch, train_local
+from storage.shards import segment_shards
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

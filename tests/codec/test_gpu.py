@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from codec.model import CodecConfig, CodecModel
-from codec.train import CodecTrainConfig, fixed_eval_batch, measure_mel_distance, segment_shards, train_local
+from codec.train import CodecTrainConfig, fixed_eval_batch, measure_mel_distance, train_local
+from storage.shards import segment_shards
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipelines.stages.decode import resample
 from pipelines.stages.der import score
 from pipelines.stages.diarize import (
     DiarizeConfig,
@@ -20,6 +19,7 @@ from pipelines.stages.diarize import (
     get_diarizer,
     segments_from_json,
 )
+from storage.audio import resample
 
 SR = 16000
 
@@ -83,8 +83,9 @@ def test_num_speakers_given_and_edge_inputs(dialogs, diarizer):
 
 def test_features_equal_resemblyzer(diarizer, monkeypatch):
     """The block-wise whole-recording mel equals resemblyzer's own per-utterance mel (librosa)."""
-    import pipelines.stages.diarize as D
     from resemblyzer import audio as ra
+
+    import pipelines.stages.diarize as D
     from tests.audio import telugu_speech
 
     monkeypatch.setattr(D, "_MEL_BLOCK", 137)  # several blocks with ragged edges

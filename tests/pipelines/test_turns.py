@@ -31,7 +31,9 @@ def test_merge_exchange_and_roles():
 
 def test_role_choices():
     segs = [(0.0, 1.0, "Q"), (1.5, 5.0, "R"), (5.5, 6.5, "Q"), (7.0, 12.0, "R")]
-    roles = lambda **kw: {t.speaker: t.role for t in diarization_to_turns(segs, **kw)}
+    def roles(**kw):
+        return {t.speaker: t.role for t in diarization_to_turns(segs, **kw)}
+
     assert roles() == {"Q": "user", "R": "system"}  # R talks more
     assert roles(system="less") == {"Q": "system", "R": "user"}
     assert roles(system="first") == {"Q": "system", "R": "user"}

@@ -1,11 +1,9 @@
-"""Plumbing shared by the jobs (ingest, encode): connecting to Ray, running a unit so a failure is reported,
-the identity of a run (its id and the versions it ran with), and what a job returns (:class:`JobResult`)."""
+"""The unit job runner shared by the jobs (ingest, encode, …): running a unit so a failure is reported, the identity
+of a run (its id and the versions it ran with), and what a job returns (:class:`JobResult`)."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import platform
 import subprocess
 import traceback
@@ -14,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
-
 
 
 @dataclass
@@ -32,21 +29,6 @@ class JobResult:
     counts: dict = field(default_factory=dict)
     committed: bool = False
     noop: bool = False
-
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to ``address``, else to RAY_ADDRESS (set inside a Ray job), else start a local Ray."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    kw = dict(logging_level=logging.WARNING, configure_logging=True, log_to_driver=True)
-    if address:
-        ray.init(address=address, **kw)
-    elif os.environ.get("RAY_ADDRESS"):
-        ray.init(**kw)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **kw)
-
 
 def run_unit(unit_id: str, fn: Callable[[], dict]) -> str:
     """``fn()``'s summary as JSON, or an error summary: the unit stays uncommitted and a rerun retries it."""

@@ -1,0 +1,59 @@
+"""Audio file formats as bytes: FLAC and WAV in and out, soxr resampling, and a WebDataset sample's audio.
+
+The one low-level place for them: every package (pipelines, manifests, codec, lm) may import it; it imports only
+numpy, soundfile and soxr. Audio arrays are float32 ``[channels, samples]`` in [-1, 1]. Decoding arbitrary
+containers with reasons for rejects (MP3, Opus, truncation, …) is ingestion's job (``pipelines/stages/decode.py``)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+
+def encode_flac(x: np.ndarray, sr: int, compression_level: float = 0.0) -> bytes:
+    """``[channels, samples]`` float32 -> FLAC bytes, 16-bit PCM (deterministic: same input, same bytes)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(x, -1.0, 1.0).T, sr, format="FLAC", subtype="PCM_16", compression_level=compression_level)
+    return buf.getvalue()
+
+
+def encode_wav(x: np.ndarray, sr: int) -> bytes:
+    """``[channels, samples]`` float32 -> 16-bit PCM WAV bytes."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(x, -1.0, 1.0).T, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
+    """FLAC/WAV/Ogg bytes (anything libsndfile reads) -> (float32 ``[channels, samples]``, sample rate)."""
+    import soundfile as sf
+
+    y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(y.T), int(sr)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int, quality: str = "HQ") -> np.ndarray:
+    """soxr resampling of ``[channels, samples]`` float32 audio (returned as is when the rates are equal)."""
+    if sr_in == sr_out:
+        return x
+    import soxr
+
+    y = soxr.resample(np.ascontiguousarray(x.T), sr_in, sr_out, quality=quality)
+    if y.ndim == 1:
+        y = y[:, None]
+    return np.ascontiguousarray(y.T, dtype=np.float32)
+
+
+def read_sample(members: dict[str, bytes]) -> tuple[dict, np.ndarray]:
+    """(sample JSON, float32 audio ``[channels, samples]``) of one segment-shard sample (``.flac`` + ``.json``)."""
+    meta = json.loads(members["json"]) if "json" in members else {}
+    if "flac" not in members:
+        raise ValueError(f"sample {meta.get('sample_id', '?')} has no .flac member")
+    audio, _sr = decode_audio(members["flac"])
+    return meta, audio
