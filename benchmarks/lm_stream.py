@@ -1,15 +1,10 @@
-"""Audio LM benchmarks, one section each (``--section NAME``, default all):
+"""Audio LM streaming step (lm/generate.py): milliseconds per frame (one user frame in, one system frame out,
+batch 1) for ``tiny`` and ``125m``, on one CPU core (``torch.set_num_threads(1)``), and on the GPU in bf16 when CUDA
+is there. min, mean, p50 and p95 over the frames (on a shared machine min is the least disturbed figure). Speed
+does not depend on the weights: untrained models of each size. Q and K default to our codec's (8 x 1024);
+``--text-vocab`` adds a text stream. The training figures are in benchmarks/lm.py.
 
-* ``stream``: the streaming step (lm/generate.py) — milliseconds per frame (one user frame in, one system frame out,
-  batch 1) for ``tiny`` and ``125m``, on one CPU core (``torch.set_num_threads(1)``), and on the GPU in bf16 when
-  CUDA is there (min, mean, p50, p95 over the frames: on a shared machine min is the least disturbed figure).
-  Speed does not depend on the weights: untrained models of each size are used. Q and K default to
-  our codec's (8 x 1024); ``--text-vocab`` adds a text stream.
-
-Training sections (Ray Train vs a plain loop, loader throughput vs consumption, tokens/s and MFU) are added to
-SECTIONS below by the training side.
-
-Usage: python benchmarks/lm.py [--section stream] [--sizes tiny,125m] [--frames 100] [--text-vocab 0] [--json OUT]
+Usage: python benchmarks/lm_stream.py [--sizes tiny,125m] [--frames 100] [--text-vocab 0] [--threads 1] [--json OUT]
 """
 
 from __future__ import annotations
@@ -21,7 +16,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -34,7 +28,6 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-# -- section: stream ------------------------------------------------------------------------------------------
 def stream_latency(size: str, dev: torch.device, frames: int, q: int, k: int, text_vocab: int,
                    dtype: torch.dtype = torch.float32) -> dict:
     from lm import AudioLM, LMConfig
@@ -62,7 +55,7 @@ def stream_latency(size: str, dev: torch.device, frames: int, q: int, k: int, te
             "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2)}
 
 
-def section_stream(args) -> list[dict]:
+def run(args) -> list[dict]:
     rows = []
     torch.set_num_threads(args.threads)
     for size in args.sizes.split(","):
@@ -76,12 +69,8 @@ def section_stream(args) -> list[dict]:
     return rows
 
 
-SECTIONS: dict[str, Callable] = {"stream": section_stream}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--section", action="append", choices=sorted(SECTIONS), help="default: all")
     ap.add_argument("--sizes", default="tiny,125m")
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--q", type=int, default=8)
@@ -91,8 +80,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args()
     out = {"load_avg_1m": round(os.getloadavg()[0], 2), "torch": torch.__version__}
-    for name in args.section or list(SECTIONS):
-        out[name] = SECTIONS[name](args)
+    out["stream"] = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     print(json.dumps({"load_avg_1m": out["load_avg_1m"]}))
