@@ -72,13 +72,6 @@ def num_frames(num_samples: int, hop: int | Fraction) -> int:
     return -(-int(num_samples) * hop.denominator // hop.numerator)
 
 
-def frames_for_duration(duration_s: float, frame_rate: float, sample_rate: int = 16000) -> int:
-    """``num_frames(round(duration_s * sample_rate), hop)``, i.e. ceil(duration × frame_rate) for a duration that is
-    a whole number of samples (as the segment shards' ``duration_s`` is, to 4 decimals)."""
-    hop = int(round(sample_rate / frame_rate))
-    return num_frames(int(round(duration_s * sample_rate)), hop)
-
-
 def state_dict_digest(state: dict[str, Tensor]) -> str:
     """sha256 over (name, dtype, shape, raw bytes) of every tensor, names sorted: independent of pickling."""
     h = hashlib.sha256()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from storage import uri as U
+from storage.uri import join, list_files, put_file, read_bytes, sha256_file
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _TAR_BLOCK = 512
@@ -97,9 +97,9 @@ class ShardWriter:
         self._tar = None
         assert self._path is not None
         size = self._path.stat().st_size
-        digest = U.sha256_file(self._path)
+        digest = sha256_file(self._path)
         dest = self._uri_for_part(self._part)
-        U.put_file(self._path, dest)
+        put_file(self._path, dest)
         self.shards.append(ShardInfo(uri=dest, n_samples=self._n, bytes=size, sha256=digest, keys=self._keys))
 
     # -- samples -------------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def iter_shard(uri: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Samples of a shard as (key, {ext: bytes}), grouped the way webdataset groups them."""
     cur_key: str | None = None
     cur: dict[str, bytes] = {}
-    for key, ext, blob in shard_members(U.read_bytes(uri)):
+    for key, ext, blob in shard_members(read_bytes(uri)):
         if key != cur_key and cur_key is not None:
             yield cur_key, cur
             cur = {}
@@ -175,10 +175,10 @@ def iter_shard(uri: str) -> Iterator[tuple[str, dict[str, bytes]]]:
 
 def segment_shards(uri: str) -> list[str]:
     """Segment shard URIs under ``uri`` (an ingest output: its ``segments/`` folder is used when present)."""
-    seg = U.join(uri, "segments")
-    files = U.list_files(seg, ".tar")
+    seg = join(uri, "segments")
+    files = list_files(seg, ".tar")
     if not files:
-        files = U.list_files(uri, ".tar")
+        files = list_files(uri, ".tar")
     files = [f for f in files if "/tokens/" not in f]
     if not files:
         raise FileNotFoundError(f"no segment shards (*.tar) under {uri}")

@@ -19,13 +19,6 @@ _MODULES = {
 }
 
 
-def available() -> list[str]:
-    """Registered sources whose module exists in this checkout."""
-    import importlib.util
-
-    return [n for n in names() if importlib.util.find_spec(_MODULES[n]) is not None]
-
-
 def names() -> list[str]:
     return sorted(_MODULES)
 
