@@ -43,6 +43,7 @@ TABLES: dict[str, pa.Schema] = {
 }
 NO_LICENSE = "(none)"
 NO_SPEAKER = "(unknown)"
+TOP_SPEAKERS = 30  # speakers listed by the page, the report and `manifests stats`
 HIST_FIELDS = ("duration_s", "snr_db", "speech_ratio", "clipping")
 # columns a sample page returns (text is cut to TEXT_CHARS; /api/sample/<id> returns the whole row)
 LIST_COLUMNS = ("sample_id", "kind", "source", "recording_id", "start_s", "end_s", "duration_s", "channels",
@@ -478,7 +479,7 @@ class ManifestDB:
 
         return self._cached("totals", f)
 
-    def summary(self, top_speakers: int = 30) -> dict:
+    def summary(self, top_speakers: int = TOP_SPEAKERS) -> dict:
         def f() -> dict:
             d = dict(self.totals())
             d["by_source"] = self.hours_by("source")
