@@ -2,7 +2,15 @@
 
 Imports nothing from the other matalu packages (DESIGN §2)."""
 
-from storage.shards import ShardInfo, ShardWriter, iter_shard, member_key_ok, segment_shards, shard_members
+from storage.shards import (
+    ShardInfo,
+    ShardWriter,
+    iter_shard,
+    member_key_ok,
+    read_sample_at,
+    segment_shards,
+    shard_members,
+)
 from storage.uri import (
     StorageOptions,
     configure,
@@ -15,6 +23,7 @@ from storage.uri import (
     local_path,
     put_file,
     read_bytes,
+    read_range,
     read_text,
     remove,
     sha256_bytes,
@@ -35,6 +44,7 @@ __all__ = [
     "local_path",
     "put_file",
     "read_bytes",
+    "read_range",
     "remove",
     "write_bytes",
     "write_text",
@@ -45,6 +55,7 @@ __all__ = [
     "ShardWriter",
     "iter_shard",
     "member_key_ok",
+    "read_sample_at",
     "segment_shards",
     "shard_members",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from storage.uri import join, list_files, put_file, read_bytes, sha256_file
+from storage.uri import join, list_files, put_file, read_bytes, read_range, sha256_file
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _TAR_BLOCK = 512
@@ -34,6 +34,7 @@ class ShardInfo:
     bytes: int
     sha256: str
     keys: list[str] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)  # per key: (offset, bytes) of its members in the tar
 
 
 def _member_size(n: int) -> int:
@@ -78,7 +79,9 @@ class ShardWriter:
         self._n = 0
         self._bytes = 0
         self._keys: list[str] = []
+        self._spans: list[tuple[int, int]] = []
         self._seen: set[str] = set()
+        self._where: dict[str, tuple[int, int, int]] = {}  # key -> (part, offset, bytes)
         self.shards: list[ShardInfo] = []
 
     # -- parts ---------------------------------------------------------------------------------------------
@@ -89,6 +92,7 @@ class ShardWriter:
         self._n = 0
         self._bytes = 2 * _TAR_BLOCK  # end-of-archive blocks
         self._keys = []
+        self._spans = []
 
     def _close_part(self) -> None:
         if self._tar is None:
@@ -100,7 +104,8 @@ class ShardWriter:
         digest = sha256_file(self._path)
         dest = self._uri_for_part(self._part)
         put_file(self._path, dest)
-        self.shards.append(ShardInfo(uri=dest, n_samples=self._n, bytes=size, sha256=digest, keys=self._keys))
+        self.shards.append(ShardInfo(uri=dest, n_samples=self._n, bytes=size, sha256=digest, keys=self._keys,
+                                     spans=self._spans))
 
     # -- samples -------------------------------------------------------------------------------------------
     def write(self, key: str, members: dict[str, bytes]) -> int:
@@ -116,14 +121,23 @@ class ShardWriter:
             self._close_part()
             self._open_part()
         assert self._tar is not None
+        start = self._tar.offset
         for ext in sorted(members):
             data = members[ext]
             self._tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))
         self._seen.add(key)
         self._keys.append(key)
+        self._spans.append((start, self._tar.offset - start))
+        self._where[key] = (self._part, start, self._tar.offset - start)
         self._n += 1
         self._bytes += size
         return self._part
+
+    def location(self, key: str) -> tuple[str, int, int]:
+        """Where sample ``key`` went, once its part is committed: (shard URI, offset, bytes) of its members (tar
+        headers and data) in that shard; :func:`read_sample_at` reads them back with one ranged read."""
+        part, offset, nbytes = self._where[key]
+        return self.shards[part].uri, offset, nbytes
 
     def close(self) -> list[ShardInfo]:
         self._close_part()
@@ -157,6 +171,22 @@ def shard_members(data: bytes) -> Iterator[tuple[str, str, bytes]]:
             f = tf.extractfile(ti)
             assert f is not None
             yield key, ext, f.read()
+
+
+def read_sample_at(uri: str, offset: int, nbytes: int, key: str) -> dict[str, bytes]:
+    """Sample ``key``'s members ``{ext: bytes}`` from the byte span ``ShardWriter.location`` recorded (one ranged
+    read of ``nbytes``, not the whole shard). A span that does not hold exactly that sample is an error."""
+    members: dict[str, bytes] = {}
+    try:
+        for k, ext, blob in shard_members(read_range(uri, offset, nbytes)):
+            if k != key:
+                raise ValueError(f"bytes {offset}..{offset + nbytes} of {uri} hold {k!r}, not {key!r}")
+            members[ext] = blob
+    except tarfile.TarError as e:
+        raise ValueError(f"bytes {offset}..{offset + nbytes} of {uri} are not sample {key!r}'s tar members ({e})") from e
+    if not members:
+        raise ValueError(f"bytes {offset}..{offset + nbytes} of {uri} hold no members of {key!r}")
+    return members
 
 
 def iter_shard(uri: str) -> Iterator[tuple[str, dict[str, bytes]]]:
