@@ -1,4 +1,4 @@
-"""The Codec protocol (DESIGN §8) and small helpers every codec implementation shares.
+"""The Codec protocol (docs/DESIGN.md §8) and small helpers every codec implementation shares.
 
 A codec turns 16 kHz mono audio ``[B, 1, T]`` (float, -1..1) into integer codes ``[B, Q, F]`` (int64, each in
 ``0..codebook_size-1``) at ``frame_rate`` frames per second, and back. ``codec_id`` names the exact weights:

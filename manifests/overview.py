@@ -6,7 +6,7 @@
 files are downloaded to a temporary directory first. Tables that are missing (an old run without rejects, a
 run without token shards) read as empty; columns missing from old manifests read as NULL.
 
-Token shards are optional (DESIGN §4): they are found from ``shards`` rows with ``kind == 'tokens'`` and/or an
+Token shards are optional (docs/DESIGN.md §4): they are found from ``shards`` rows with ``kind == 'tokens'`` and/or an
 optional ``manifests/tokens.parquet`` (one row per token sample: ``sample_id``, ``codec_id``, ``shard``, and when
 known ``frames``, ``n_codebooks``, ``codebook_size``, ``duration_s``), and/or ``samples`` rows with a
 ``codec_id`` (an encode output that reuses the Sample schema). Codebook usage is measured on the

@@ -1,4 +1,4 @@
-"""Typed manifest rows (DESIGN §3) with explicit Parquet schemas.
+"""Typed manifest rows (docs/DESIGN.md §3) with explicit Parquet schemas.
 
 Every row kind is a dataclass with ``to_dict`` and a tolerant ``from_dict`` (unknown keys are ignored and missing
 optional keys take their defaults), so manifests written by older versions stay readable.

@@ -1,4 +1,4 @@
-"""The encode job: segment shards -> codec tokens (DESIGN §1, §4, §8).
+"""The encode job: segment shards -> codec tokens (docs/DESIGN.md §1, §4, §8, §11).
 
 ``matalu encode --segments URI --codec CKPT|TS_FILE|module:factory --out URI``
 

@@ -1,4 +1,4 @@
-"""One work unit -> its segment shard parts and manifest parts (DESIGN §4).
+"""One work unit -> its segment shard parts and manifest parts (docs/DESIGN.md §4, §11).
 
 A unit is a fixed, sorted list of recordings. Its output depends only on those recordings and the processing
 config (the unit *fingerprint*), which gives determinism, resume (a unit whose ``_DONE`` marker holds the same

@@ -1,6 +1,6 @@
 """One small storage API over local paths and ``s3://`` URIs, plus the WebDataset shard writer/reader.
 
-Imports nothing from the other matalu packages (DESIGN §2)."""
+Imports nothing from the other matalu packages (docs/DESIGN.md §2)."""
 
 from storage.shards import (
     ShardInfo,

@@ -1,4 +1,4 @@
-"""Resumable HTTP(S) downloads with retries, checksums, a host allow-list and a mirror override (DESIGN §5).
+"""Resumable HTTP(S) downloads with retries, checksums, a host allow-list and a mirror override (docs/DESIGN.md §5).
 
 * Bytes go to ``<dest>/<name>.part``. A rerun (or a retry after a dropped connection) resumes it with
   ``Range: bytes=N-``; a server that ignores Range (200 instead of 206) restarts it from byte 0, and a 416 on a

@@ -1,4 +1,4 @@
-"""Deterministic WebDataset tar shards (DESIGN §4).
+"""Deterministic WebDataset tar shards (docs/DESIGN.md §4).
 
 Members are written in the order given, with mtime 0, uid/gid 0, empty owner names and mode 0644, so the same
 samples give byte-identical tars. Keys contain no dots (webdataset splits a member name at the first dot into

@@ -1,4 +1,4 @@
-"""Corpus recipes, one module per source (DESIGN §6): ``download(target, **options)`` and
+"""Corpus recipes, one module per source (docs/DESIGN.md §6): ``download(target, **options)`` and
 ``prepare(downloaded, **options) -> Iterable[Recording | Reject]``, plus ``NAME`` and ``INFO``."""
 
 from __future__ import annotations
