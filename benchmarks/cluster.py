@@ -1,0 +1,67 @@
+"""Cluster figures on a simulated Ray cluster (``ray.cluster_utils.Cluster``, all nodes on this machine).
+
+* ingest wall time over the same 6 synthetic dialogs (6 units of 1 recording) on 1, 2 and 3 worker nodes of 1 CPU;
+* one worker node removed mid-ingest: units redone and the wall-time overhead against an unfaulted run.
+
+Each measurement runs ``python -m tests.cluster.scenario`` in its own process (a fresh cluster each time).
+Usage: python benchmarks/cluster.py [--nodes 1,2,3] [--node-loss] [--json OUT]
+Note: every simulated node shares this machine's cores, so the scaling ratio is bounded by the cores it has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def scenario(*args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+    r = subprocess.run([sys.executable, "-m", "tests.cluster.scenario", *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=1800)
+    line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"scenario {args} failed:\n{r.stderr[-3000:]}")
+    return json.loads(line[len("RESULT "):])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", default="1,2,3")
+    ap.add_argument("--node-loss", action="store_true")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    out: dict = {"load_before": os.getloadavg()[0], "cores": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        rows = []
+        for n in [int(x) for x in a.nodes.split(",") if x]:
+            r = scenario("scale", str(work), str(n))
+            rows.append(r)
+            print(f"{n} node(s) x 1 CPU: {r['wall_s']:.1f} s wall for {r['audio_s']:.0f} s of audio "
+                  f"({r['audio_s'] / r['wall_s']:.1f}x realtime)", flush=True)
+        if rows:
+            base = rows[0]["wall_s"]
+            for r in rows:
+                r["speedup"] = round(base / r["wall_s"], 2)
+            out["scale"] = rows
+            print("speed-up vs 1 node: " + ", ".join(f"{r['nodes']}: {r['speedup']}x" for r in rows))
+        if a.node_loss:
+            r = scenario("node-loss", str(work / "nl"))
+            out["node_loss"] = r
+            print(f"node loss: {r['units_redone']} of {r['units']} units redone; wall {r['wall_node_loss_s']} s vs "
+                  f"{r['wall_unfaulted_s']} s unfaulted (+{r['wall_node_loss_s'] - r['wall_unfaulted_s']:.1f} s); "
+                  f"same output: {r['same_output']}")
+    out["load_after"] = os.getloadavg()[0]
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
