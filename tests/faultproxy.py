@@ -38,6 +38,7 @@ class Stats:
     faults: dict = field(default_factory=lambda: {k: 0 for k in KINDS})
     reuploaded_bytes: int = 0  # body bytes of uploads that were faulted (sent again by the client)
     reuploaded_part_bytes: int = 0  # ... of those, multipart parts (UploadPart)
+    reuploads: int = 0  # faulted uploads (each sent again)
     part_uploads: int = 0  # UploadPart requests that succeeded
     multipart_creates: int = 0
     writes: list = field(default_factory=list)  # (method, path) of writes the server answered, in order
@@ -110,6 +111,7 @@ class FaultProxy:
         if kind in ("drop", "reset_after", "slowdown") and is_upload:
             with self._lock:
                 self.stats.reuploaded_bytes += len(body)
+                self.stats.reuploads += 1
                 if is_part:
                     self.stats.reuploaded_part_bytes += len(body)
         if kind == "slowdown":

@@ -10,6 +10,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -28,7 +29,8 @@ def token_head(tmp_path_factory):
     ray_bin = str(Path(sys.executable).parent / "ray")
     temp = Path("/tmp") / f"rayt{os.getpid()}"
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
-           "AWS_SECRET_ACCESS_KEY": FAKE_SECRET}  # the head's environment: how credentials reach jobs
+           "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,  # the head's environment: how credentials reach jobs
+           "RAY_raylet_start_wait_time_s": "120"}  # a loaded 2-core machine starts the raylet slowly
     proc = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
@@ -38,19 +40,22 @@ def token_head(tmp_path_factory):
          "--ray-client-server-port", str(free_port())],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     address = f"http://127.0.0.1:{dash}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
+    lines: list[str] = []  # `ray start --block` says "Ray runtime started" once the node is fully up
+    threading.Thread(target=lambda: lines.extend(x.decode(errors="replace") for x in proc.stdout), daemon=True).start()
+    deadline = time.time() + 240
+    while not any("Ray runtime started" in x for x in lines):
+        if proc.poll() is not None or time.time() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise RuntimeError("ray start failed:\n" + "".join(lines)[-3000:])
+        time.sleep(0.5)
+    while True:  # and the Jobs API answers (401 without the token)
         try:
             with urllib.request.urlopen(f"{address}/api/version", timeout=2):
                 break
         except OSError as e:
-            if getattr(e, "code", None):  # answered (even 401): it is up
+            if getattr(e, "code", None):
                 break
-            if proc.poll() is not None:
-                raise RuntimeError(f"ray start failed:\n{proc.stdout.read().decode()}")
             time.sleep(1)
-    else:
-        raise TimeoutError("Ray head did not come up in 180 s")
     yield address, token, temp
     os.killpg(proc.pid, signal.SIGTERM)
     try:
