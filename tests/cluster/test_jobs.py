@@ -1,9 +1,15 @@
-"""`matalu submit encode` / `codec train` and `matalu jobs …` against a Ray head on 127.0.0.1 that uses token
-authentication, as `ray start --head` does by default in Ray 2.60. The token and the AWS secret of the submitting
-environment appear in no output: not in the job's files, metadata, logs, nor in what the commands print."""
+"""`matalu submit encode` / `codec train` and `matalu jobs …` against a Ray head on 127.0.0.1; the Ray auth token
+and the AWS secret of the submitting environment appear in no output: not in the job's files, metadata, logs, nor in
+what the commands print.
+
+The head runs with RAY_AUTH_MODE=disabled: on this machine a token-mode head's raylet aborts at start-up
+(``node_manager.cc:3588 Check failed``, seen twice). Token handling is tested against a stand-in Jobs API on
+127.0.0.1 that answers as a token head's dashboard does (checked by hand against a real one: 401 "Unauthorized:
+Missing authentication token" without a token, 403 "Forbidden: Invalid authentication token" with a wrong one)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -13,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,11 +31,11 @@ FAKE_SECRET = "FAKEsecretKEY0123456789abcdefghijklmnopqr"  # an AWS-style secret
 
 @pytest.fixture(scope="module")
 def token_head(tmp_path_factory):
-    token = secrets.token_hex(32)
+    token = secrets.token_hex(32)  # sent by the clients (RAY_AUTH_TOKEN); this head ignores it
     port, dash = free_port(), free_port()
     ray_bin = str(Path(sys.executable).parent / "ray")
     temp = Path("/tmp") / f"rayt{os.getpid()}"
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled",
            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,  # the head's environment: how credentials reach jobs
            "RAY_raylet_start_wait_time_s": "120"}  # a loaded 2-core machine starts the raylet slowly
     proc = subprocess.Popen(
@@ -69,18 +76,59 @@ def matalu(*args: str, env: dict | None = None, timeout: int = 600) -> subproces
                           env={**os.environ, "RAY_ADDRESS": "", **(env or {})})
 
 
-def test_missing_token_is_one_sentence(token_head, tmp_path):
-    address, _, _ = token_head
+class _TokenJobsApi(BaseHTTPRequestHandler):
+    """A token head's Jobs API as far as the clients see it: 401 / 403 / the answer, by the Authorization header."""
+
+    token = ""
+    seen: list = []
+
+    def log_message(self, *a) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        type(self).seen.append(auth)
+        if not auth:
+            code, body = 401, b"Unauthorized: Missing authentication token"
+        elif auth != f"Bearer {self.token}":
+            code, body = 403, b"Forbidden: Invalid authentication token"
+        else:
+            code = 200
+            body = json.dumps({"ray_version": "2.60.0", "version": "4", "ray_commit": "x"} if self.path == "/api/version"
+                              else []).encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_auth_token_sent_never_printed_and_missing_is_one_sentence(tmp_path):
+    token = secrets.token_hex(32)
+    _TokenJobsApi.token = token
+    _TokenJobsApi.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenJobsApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}"
     env = {"HOME": str(tmp_path), "RAY_AUTH_TOKEN": "", "RAY_AUTH_TOKEN_PATH": ""}  # no ~/.ray/auth_token either
-    for args in (["jobs", "--address", address, "list"],
-                 ["submit", "sources", "list", "--address", address]):
-        r = matalu(*args, env=env, timeout=120)
-        assert r.returncode == 2, r.stdout + r.stderr
-        err = r.stderr.strip()
-        assert len(err.splitlines()) == 1, err
-        assert "requires an auth token; set RAY_AUTH_TOKEN_PATH" in err
-    r = matalu("jobs", "--address", address, "list", env={**env, "RAY_AUTH_TOKEN": "0" * 64}, timeout=120)
-    assert r.returncode == 2 and "rejected the auth token from RAY_AUTH_TOKEN" in r.stderr
+    try:
+        for args in (["jobs", "--address", address, "list"], ["submit", "sources", "list", "--address", address]):
+            r = matalu(*args, env=env, timeout=120)
+            assert r.returncode == 2, r.stdout + r.stderr
+            err = r.stderr.strip()
+            assert len(err.splitlines()) == 1, err
+            assert "requires an auth token; set RAY_AUTH_TOKEN_PATH" in err
+        r = matalu("jobs", "--address", address, "list", env={**env, "RAY_AUTH_TOKEN": "0" * 64}, timeout=120)
+        assert r.returncode == 2 and "rejected the auth token from RAY_AUTH_TOKEN" in r.stderr
+        # the token from a file (RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token as cluster.yaml copies it)
+        (tmp_path / ".ray").mkdir()
+        (tmp_path / ".ray" / "auth_token").write_text(token + "\n")
+        ok = matalu("jobs", "--address", address, "list", env=env, timeout=120)
+        assert ok.returncode == 0 and ok.stdout.startswith("ID"), ok.stdout + ok.stderr
+        assert f"Bearer {token}" in _TokenJobsApi.seen
+        for out in (r.stdout, r.stderr, ok.stdout, ok.stderr):
+            assert token not in out
+    finally:
+        server.shutdown()
 
 
 def test_local_paths_refused_for_a_remote_head(tmp_path):
