@@ -23,6 +23,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every node on
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway test cluster
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")  # a loaded 2-core machine starts nodes slowly
+os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
 os.environ["MATALU_RAY_RESOURCES"] = "cpu_node=1"
 
 N_DIALOGS = 6

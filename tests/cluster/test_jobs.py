@@ -37,7 +37,7 @@ def token_head(tmp_path_factory):
     temp = Path("/tmp") / f"rayt{os.getpid()}"
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled",
            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,  # the head's environment: how credentials reach jobs
-           "RAY_raylet_start_wait_time_s": "120"}  # a loaded 2-core machine starts the raylet slowly
+           "RAY_raylet_start_wait_time_s": "120", "RAY_agent_register_timeout_ms": "120000"}  # slow starts under load
     proc = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
