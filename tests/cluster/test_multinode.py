@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,6 +34,7 @@ def test_worker_node_lost_mid_ingest(tmp_path):
     assert 0 <= r["units_redone"] <= 1  # the lost node ran one actor: at most its one unit in flight
 
 
+@pytest.mark.slow  # a second cluster and two drivers; the fast cover: test_failed_unit's rerun skips committed units
 def test_driver_killed_then_rerun(tmp_path):
     """The job's driver SIGKILLed once units committed; the rerun skips every committed unit and redoes at most
     the units that were in flight when it died."""
