@@ -7,7 +7,9 @@ processes one unit on a Ray actor, and the manifest tables it writes. :func:`run
 * **resume**: a unit whose ``<root>/manifests/parts/<unit>/_DONE`` holds its fingerprint, and whose shards still exist,
   is skipped; a run whose ``_SUCCESS`` holds the same job fingerprint (all unit fingerprints) is a no-op;
 * **units on Ray**: Ray Data ``map_batches`` over the units with an actor pool of the job's processors (one CPU each,
-  or one GPU each when the job uses GPUs); a unit that raises is reported and stays uncommitted;
+  or one GPU each when the job uses GPUs); a unit that raises is reported and stays uncommitted. A job whose units
+  need several stages (decode on CPUs, encode on GPUs, write on CPUs) gives ``JobSpec.execute`` instead, which runs
+  the todo units its own way under the same contract (each unit committed, one summary per unit);
 * **commit**: each processor commits its unit with :func:`commit_unit` (parts first, ``_DONE`` last); when every unit
   is done the runner merges the parts into ``<root>/manifests/<table>.parquet``, removes what no manifest lists any
   more (shards and parts of units from an earlier run with another layout or other inputs), appends ``runs.parquet``,
@@ -174,6 +176,10 @@ class JobSpec:
     existing_shards: Callable[[], set[str]] | None = None  # one listing of the shards, for unit_done
     result_type: type = None  # a JobResult subclass (default JobResult)
     result_extra: dict = field(default_factory=dict)
+    # runs the todo units instead of the default actor-per-unit map (:func:`_run_on_ray`), e.g. a multi-stage
+    # Ray Data pipeline: (spec, todo units, on_done) -> None, calling on_done(summary) once per unit, a summary with
+    # "unit_id" and "error" for a unit that failed; each unit must be committed with commit_unit before its on_done
+    execute: Callable[["JobSpec", list, Callable[[dict], None]], None] | None = None
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -223,7 +229,7 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
             bar.advance(totals, time.perf_counter() - t0)
 
         with bar:
-            _run_on_ray(spec, todo, on_done)
+            (spec.execute or _run_on_ray)(spec, todo, on_done)
         if spec.end_line:
             say(spec.end_line(totals, time.perf_counter() - t0))
     done = [u for u in spec.units if u.unit_id not in failed]
@@ -290,7 +296,8 @@ def remove_stale(spec: JobSpec) -> int:
     return n
 
 
-def _run_on_ray(spec: JobSpec, todo: list, on_done: Callable[[dict], None]) -> None:
+def start_ray_data(spec: JobSpec) -> tuple[int, int, bool]:
+    """Connect to (or start) the job's Ray with Ray Data's progress output off; (cluster CPUs, GPUs, use GPUs)."""
     import ray
     import ray.data
 
@@ -307,6 +314,15 @@ def _run_on_ray(spec: JobSpec, todo: list, on_done: Callable[[dict], None]) -> N
     use_gpu = gpus > 0 if spec.use_gpu is None else bool(spec.use_gpu)
     if use_gpu and gpus == 0:
         raise ValueError("--gpu asked for, but the Ray cluster has no GPUs")
+    return cpus, gpus, use_gpu
+
+
+def _run_on_ray(spec: JobSpec, todo: list, on_done: Callable[[dict], None]) -> None:
+    """The default execution: Ray Data ``map_batches`` of :class:`UnitActor` (one unit per call) over ``todo``."""
+    import ray
+    import ray.data
+
+    cpus, gpus, use_gpu = start_ray_data(spec)
     n = max(1, min(spec.num_workers or (gpus if use_gpu else cpus), len(todo)))
     ds = ray.data.from_items([{"unit": u.to_json()} for u in todo], override_num_blocks=len(todo))
     ds = ds.map_batches(
