@@ -169,6 +169,20 @@ def run_pipeline(cfg: EncodeConfig, info: CodecInfo, run_id: str, spec: JobSpec,
     cpus, gpus, use_gpu = start_ray_data(spec)
     n, threads, actor_cpus, side_cpus = plan_resources(cfg, spec.num_workers, cpus, gpus, use_gpu)
     cfg_json, info_json = cfg.to_json(), json.dumps(asdict(info))
+    ctx = ray.data.DataContext.get_current()
+    block_size = ctx.target_max_block_size
+    ctx.target_max_block_size = 1 << 20  # one encode batch per block, so that one unit's batches spread over actors
+    try:
+        _stream(cfg_json, info_json, run_id, todo, on_done, n, threads, actor_cpus, side_cpus, use_gpu)
+    finally:
+        ctx.target_max_block_size = block_size
+
+
+def _stream(cfg_json: str, info_json: str, run_id: str, todo: list, on_done: Callable[[dict], None], n: int,
+            threads: int, actor_cpus: float, side_cpus: float, use_gpu: bool) -> None:
+    import ray
+    import ray.data
+
     ds = ray.data.from_items([{"unit": u.to_json()} for u in todo], override_num_blocks=len(todo))
     ds = ds.flat_map(decode_unit, fn_kwargs={"cfg_json": cfg_json, "info_json": info_json}, num_cpus=side_cpus)
     ds = ds.map_batches(EncodeActor, fn_constructor_kwargs={"cfg_json": cfg_json, "device": "cuda" if use_gpu else "cpu",
