@@ -99,7 +99,7 @@ class EncodeActor:
                 continue
             try:
                 t0 = time.perf_counter()
-                x = np.frombuffer(out["x"][r], np.float32).reshape(shape)
+                x = np.frombuffer(out["x"][r], np.float32).reshape(shape).copy()  # writable, as torch wants
                 out["x"][r] = npy_bytes(self.enc.encode(x))
                 out["encode_s"][r] = time.perf_counter() - t0
             except Exception as e:
@@ -187,7 +187,7 @@ def _stream(cfg_json: str, info_json: str, run_id: str, todo: list, on_done: Cal
     ds = ds.flat_map(decode_unit, fn_kwargs={"cfg_json": cfg_json, "info_json": info_json}, num_cpus=side_cpus)
     ds = ds.map_batches(EncodeActor, fn_constructor_kwargs={"cfg_json": cfg_json, "device": "cuda" if use_gpu else "cpu",
                                                             "threads": threads},
-                        batch_size=1, concurrency=n, num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus,
+                        batch_size=1, compute=ray.data.ActorPoolStrategy(size=n), num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus,
                         batch_format="numpy")
     writer = ray.remote(num_cpus=side_cpus, max_retries=0)(write_task)
     pending: dict[str, list[dict]] = {}
