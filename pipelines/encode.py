@@ -1,4 +1,4 @@
-"""The encode job: segment shards -> codec tokens (DESIGN §1, §4, §8).
+"""The encode job: segment shards -> codec tokens (docs/DESIGN.md §1, §4, §8, §11).
 
 ``matalu encode --segments URI --codec CKPT|TS_FILE|module:factory --out URI``
 
@@ -359,7 +359,6 @@ def write_unit(unit: EncodeUnit, info: CodecInfo, cfg: EncodeConfig, run_id: str
         max_bytes=cfg.max_shard_bytes, max_samples=cfg.max_shard_samples)
     samples: list[Sample] = []
     seconds: dict[int, float] = {}
-    part_of: list[int] = []
     with writer:
         for (key, meta, channels, n), cs in zip(items, codes):
             arr = np.concatenate(cs, axis=0)  # [channels × Q, frames]
@@ -374,7 +373,6 @@ def write_unit(unit: EncodeUnit, info: CodecInfo, cfg: EncodeConfig, run_id: str
                                       "json": json.dumps(m, ensure_ascii=False, sort_keys=True).encode()})
             dur = float(meta.get("duration_s") or n / info.sample_rate)
             seconds[part] = seconds.get(part, 0.0) + dur
-            part_of.append(part)
             row = dict(meta)
             row.update({"codec_id": info.codec_id, "shard": ""})
             row.setdefault("sample_id", key)
@@ -386,8 +384,8 @@ def write_unit(unit: EncodeUnit, info: CodecInfo, cfg: EncodeConfig, run_id: str
             row.setdefault("duration_s", dur)
             row.setdefault("channels", int(channels))
             samples.append(Sample.from_dict(row))
-    for smp, part in zip(samples, part_of):
-        smp.shard = writer.shards[part].uri
+    for smp in samples:
+        smp.shard, smp.tar_offset, smp.tar_bytes = writer.location(smp.sample_id)
     shards = [Shard(uri=i.uri, kind="tokens", sample_kind=unit.kind, source=unit.source, unit=unit.unit_id,
                     n_samples=i.n_samples, seconds=round(seconds.get(p, 0.0), 3), bytes=i.bytes, sha256=i.sha256,
                     codec_id=info.codec_id, created_by=run_id)
