@@ -7,7 +7,9 @@ processes one unit on a Ray actor, and the manifest tables it writes. :func:`run
 * **resume**: a unit whose ``<root>/manifests/parts/<unit>/_DONE`` holds its fingerprint, and whose shards still exist,
   is skipped; a run whose ``_SUCCESS`` holds the same job fingerprint (all unit fingerprints) is a no-op;
 * **units on Ray**: Ray Data ``map_batches`` over the units with an actor pool of the job's processors (one CPU each,
-  or one GPU each when the job uses GPUs); a unit that raises is reported and stays uncommitted;
+  or one GPU each when the job uses GPUs); a unit that raises is reported and stays uncommitted. A job whose units
+  need several stages (decode on CPUs, encode on GPUs, write on CPUs) gives ``JobSpec.execute`` instead, which runs
+  the todo units its own way under the same contract (each unit committed, one summary per unit);
 * **commit**: each processor commits its unit with :func:`commit_unit` (parts first, ``_DONE`` last); when every unit
   is done the runner merges the parts into ``<root>/manifests/<table>.parquet``, removes what no manifest lists any
   more (shards and parts of units from an earlier run with another layout or other inputs), appends ``runs.parquet``,
@@ -184,6 +186,10 @@ class JobSpec:
     existing_shards: Callable[[], set[str]] | None = None  # one listing of the shards, for unit_done
     result_type: type = None  # a JobResult subclass (default JobResult)
     result_extra: dict = field(default_factory=dict)
+    # runs the todo units instead of the default actor-per-unit map (:func:`_run_on_ray`), e.g. a multi-stage
+    # Ray Data pipeline: (spec, todo units, on_done) -> None, calling on_done(summary) once per unit, a summary with
+    # "unit_id" and "error" for a unit that failed; each unit must be committed with commit_unit before its on_done
+    execute: Callable[["JobSpec", list, Callable[[dict], None]], None] | None = None
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -223,7 +229,10 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
         t0 = time.perf_counter()
         bar = _Progress(len(todo), spec.progress_line, enabled=progress)
 
+        finished: set[str] = set()
+
         def on_done(summary: dict) -> None:
+            finished.add(summary.get("unit_id", ""))
             if "error" in summary:
                 failed[summary["unit_id"]] = summary["error"]
                 say(f"{tag} unit {summary['unit_id']} failed: {summary['error']}\n{summary.get('traceback', '')}")
@@ -233,11 +242,11 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
             bar.advance(totals, time.perf_counter() - t0)
 
         with bar:
-            finished = _run_on_ray(spec, todo, on_done)
+            (spec.execute or _run_on_ray)(spec, todo, on_done)
         for u in todo:  # no summary: Ray gave up on it (its actor died on every try)
             if u.unit_id not in finished:
-                failed[u.unit_id] = (f"its worker died {1 + WORKER_DEATH_RETRIES} times (a lost node or an "
-                                     "out-of-memory kill)")
+                failed[u.unit_id] = (f"no result after {1 + WORKER_DEATH_RETRIES} tries: its worker died each time "
+                                     "(a lost node or an out-of-memory kill)")
                 say(f"{tag} unit {u.unit_id} failed: {failed[u.unit_id]}")
         if spec.end_line:
             say(spec.end_line(totals, time.perf_counter() - t0))
@@ -307,40 +316,49 @@ def remove_stale(spec: JobSpec) -> int:
     return n
 
 
-def _run_on_ray(spec: JobSpec, todo: list, on_done: Callable[[dict], None]) -> set[str]:
-    """Run ``todo`` on an actor pool; ``on_done`` gets each summary. Returns the ids of the units that got one.
-
-    An actor that dies (its node lost, an out-of-memory kill) is restarted and its unit retried by Ray up to
-    WORKER_DEATH_RETRIES times; a unit still without a result after that is skipped here (``max_errored_blocks``)
-    so the others finish, and the caller records it as failed."""
+def start_ray_data(spec: JobSpec, n_units: int) -> tuple[int, int, bool]:
+    """Connect to (or start) the job's Ray with Ray Data's progress output off; (cluster CPUs, GPUs, use GPUs).
+    Up to ``n_units`` errored blocks are tolerated, so a unit Ray gave up on does not stop the others."""
     import ray
     import ray.data
 
-    from jobs.cluster import init_ray, job_resources
+    from jobs.cluster import init_ray
 
     init_ray(spec.address, spec.num_cpus)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.verbose_progress = False
-    ctx.max_errored_blocks = len(todo)  # one unit per block: a unit Ray gave up on does not stop the others
+    ctx.max_errored_blocks = n_units
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     res = ray.cluster_resources()
     gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
     use_gpu = gpus > 0 if spec.use_gpu is None else bool(spec.use_gpu)
     if use_gpu and gpus == 0:
         raise ValueError("--gpu asked for, but the Ray cluster has no GPUs")
+    return cpus, gpus, use_gpu
+
+
+def _run_on_ray(spec: JobSpec, todo: list, on_done: Callable[[dict], None]) -> None:
+    """The default execution: Ray Data ``map_batches`` of :class:`UnitActor` (one unit per call) over ``todo``;
+    ``on_done`` gets each summary.
+
+    An actor that dies (its node lost, an out-of-memory kill) is restarted and its unit retried by Ray up to
+    WORKER_DEATH_RETRIES times; a unit still without a result after that is skipped here (``max_errored_blocks``)
+    so the others finish, and :func:`run_job` records it as failed."""
+    import ray
+    import ray.data
+
+    from jobs.cluster import job_resources
+
+    cpus, gpus, use_gpu = start_ray_data(spec, len(todo))
     n = max(1, min(spec.num_workers or (gpus if use_gpu else cpus), len(todo)))
     ds = ray.data.from_items([{"unit": u.to_json()} for u in todo], override_num_blocks=len(todo))
     with warnings.catch_warnings():  # Ray 2.60 has no named parameter for max_restarts/max_task_retries yet
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated", category=DeprecationWarning)
         ds = _map_units(ds, spec, n, use_gpu, job_resources())
-    finished: set[str] = set()
     for row in ds.iter_rows():
-        summary = json.loads(row["summary"])
-        finished.add(summary.get("unit_id", ""))
-        on_done(summary)
-    return finished
+        on_done(json.loads(row["summary"]))
 
 
 def _map_units(ds, spec: JobSpec, n: int, use_gpu: bool, resources: dict):
