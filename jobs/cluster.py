@@ -24,12 +24,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, *, attempt
         return
     kw = dict(logging_level=logging.WARNING, configure_logging=True, log_to_driver=True)
     target = address or os.environ.get("RAY_ADDRESS") or ""
+    if target == "local":  # Ray's word for "start a new local Ray"
+        target = address = ""
     for attempt in range(1, attempts + 1):
         try:
             if address:
                 ray.init(address=address, **kw)
             elif target:
-                ray.init(**kw)
+                ray.init(**kw)  # inside a Ray job: RAY_ADDRESS names the job's cluster
             else:
                 ray.init(num_cpus=num_cpus, include_dashboard=False, **kw)
             return

@@ -1,4 +1,4 @@
-"""The one unit job runner: units -> parts -> merged manifests -> ``_SUCCESS`` (docs/DESIGN.md, "Jobs").
+"""The one unit job runner: units -> parts -> merged manifests -> ``_SUCCESS`` (docs/DESIGN.md §11).
 
 Every unit-based job (ingest, encode, and the passes to come) is a :class:`JobSpec`: its units (each with an id, a
 fingerprint of everything its output depends on, and ``to_json``/``from_json``), a factory for the object that
@@ -109,14 +109,14 @@ def unit_done(root: str, unit_id: str, fingerprint: str, existing: set[str] | No
 
 def commit_unit(root: str, unit_id: str, fingerprint: str, run_id: str, tables: dict[str, tuple[list, type]],
                 shards: list[str]) -> None:
-    """Commit one unit: remove the shards an earlier commit of this unit listed that this run no longer produced,
+    """Commit one unit: remove the shards (under ``root``) an earlier commit of this unit listed that this run no longer produced,
     write each table's part (``<name>.parquet``), then the ``_DONE`` marker (fingerprint, run id, shard URIs) last."""
     base = parts_uri(root, unit_id)
     old = _read_done(root, unit_id)
     if old:
-        keep = set(shards)
+        keep, inside = set(shards), root.rstrip("/") + "/"
         for s in old.get("shards", []):
-            if s not in keep:
+            if s not in keep and s.startswith(inside):  # never outside this output (a copied run lists the original's)
                 storage.remove(s)
     for name, (rows, cls) in tables.items():
         storage.write_bytes(storage.join(base, f"{name}.parquet"), table_bytes(to_table(rows, cls)))
