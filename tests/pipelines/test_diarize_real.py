@@ -91,3 +91,12 @@ def test_hour_long_file_in_bounded_memory(real, tmp_path):
     assert rss_kb < 1.5e6, rss_kb
     segs = read_rttm(tmp_path / "hour.rttm")["hour"]
     assert segs[-1][1] > 3500 and _speakers(segs) == 2
+
+
+def test_speaker_count_hints(real):
+    x = real["dev01"][0]
+    d = EmbeddedDiarizer(DiarizeConfig(min_speakers=3))
+    assert _speakers(d.diarize(x)) == 3
+    d.cfg = DiarizeConfig(max_speakers=1)
+    assert _speakers(d.diarize(x)) == 1
+    assert _speakers(d.diarize(x, num_speakers=2)) == 2
