@@ -85,10 +85,10 @@ def test_real_two_person_recording_becomes_dialogs_that_follow_the_speakers(ray_
         return sum(max(0.0, min(t.end_s, b) - max(t.start_s, a)) for t in rec.turns if t.role == role
                    for a, b, k in truth if k == speaker)
 
-    # Measured: system turns lie 83 % on MEE009, user turns 76 % on MEE012 (time-weighted).
+    # Measured: system turns lie 93 % on MEE009, user turns 85 % on MEE012 (time-weighted).
     sys_on = overlap("system", "MEE009") / max(overlap("system", "MEE009") + overlap("system", "MEE012"), 1e-9)
     user_on = overlap("user", "MEE012") / max(overlap("user", "MEE009") + overlap("user", "MEE012"), 1e-9)
-    assert sys_on > 0.7 and user_on > 0.6, (sys_on, user_on)
+    assert sys_on > 0.8 and user_on > 0.7, (sys_on, user_on)
     dialogs = [s for s in read_rows(manifest_uri(cfg.out, "samples"), Sample) if s.kind == "dialog"]
     assert dialogs
     for s in dialogs:
