@@ -65,6 +65,7 @@ class IngestConfig:
     storage: StorageOptions = field(default_factory=StorageOptions)
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
     exclude_licenses: list[str] = field(default_factory=list)  # globs, e.g. ["CC-BY-NC*"]: rejected while preparing
+    allow_empty: bool = False  # commit a run whose sources give no recordings / no samples (else it fails)
 
     def validate(self) -> None:
         if self.sample_rate != 16000:

@@ -22,6 +22,7 @@ from manifests.io import MANIFEST_DIR, SUCCESS, append_run, concat_tables, manif
 from manifests.rows import Diarization, Recording, Reject, Run, Sample, Shard
 from pipelines import sources as source_registry
 from pipelines.config import IngestConfig, config_from_dict
+from pipelines.empty import require_recordings
 from pipelines.unit import UnitProcessor, WorkUnit, make_units, parts_uri, unit_done
 
 log = logging.getLogger("matalu.ingest")
@@ -63,7 +64,9 @@ def prepare_sources(cfg: IngestConfig, say: Callable[[str], None] = print) -> tu
             seen.add(row.recording_id)
             recordings.append(row)
             n += 1
-        say(f"[source] {spec.name}: {n} recordings, {sum(1 for r in rejects if r.source == mod.NAME)} rejected while preparing")
+        mine = [r for r in rejects if r.source == mod.NAME]
+        say(f"[source] {spec.name}: {n} recordings, {len(mine)} rejected while preparing")
+        require_recordings(spec.name, n, mine, cfg.allow_empty)
     return recordings, rejects
 
 
