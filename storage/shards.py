@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from storage import uri as U
+from storage.errors import with_path
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _TAR_BLOCK = 512
@@ -116,9 +117,14 @@ class ShardWriter:
             self._close_part()
             self._open_part()
         assert self._tar is not None
-        for ext in sorted(members):
-            data = members[ext]
-            self._tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))
+        try:
+            for ext in sorted(members):
+                data = members[ext]
+                self._tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))
+        except OSError as e:  # a full temp disk: say which file (write() errors name none)
+            if (named := with_path(e, self._path or self._tmp.name)) is not e:
+                raise named from e
+            raise
         self._seen.add(key)
         self._keys.append(key)
         self._n += 1
@@ -126,15 +132,30 @@ class ShardWriter:
         return self._part
 
     def close(self) -> list[ShardInfo]:
-        self._close_part()
+        try:
+            self._close_part()
+        except BaseException:
+            self.abort()
+            raise
         self._tmp.cleanup()
         return self.shards
 
     def abort(self) -> None:
+        """Drop everything this writer made: its temp files and the parts it already committed (nothing refers to
+        them: the caller failed before recording them)."""
         if self._tar is not None:
-            self._tar.close()
+            try:
+                self._tar.close()
+            except OSError:  # a full disk again: the temp dir goes anyway
+                pass
             self._tar = None
         self._tmp.cleanup()
+        for info in self.shards:
+            try:
+                U.remove(info.uri)
+            except Exception:  # best effort: the unit stays uncommitted, a rerun rewrites the same names
+                pass
+        self.shards = []
 
     def __enter__(self) -> "ShardWriter":
         return self

@@ -9,12 +9,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from storage.errors import with_path
 
 _CHUNK = 1 << 20
 
@@ -157,12 +160,18 @@ def _atomic_local_write(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        _unlink(tmp)
+        if isinstance(e, OSError) and (named := with_path(e, path)) is not e:
+            raise named from e
         raise
+
+
+def _unlink(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -189,12 +198,22 @@ def put_file(local: str | Path, uri: str) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(local, dst)
-    except OSError:  # other filesystem: copy to a temp name beside the target, then rename
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        return
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+    # another filesystem: copy to a temp name beside the target, then rename; the temp file never outlives an error
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
         with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
             while chunk := src.read(_CHUNK):
                 out.write(chunk)
         os.replace(tmp, dst)
+    except BaseException as e:
+        _unlink(tmp)
+        if isinstance(e, OSError) and (named := with_path(e, dst)) is not e:
+            raise named from e
+        raise
 
 
 def remove(uri: str) -> None:

@@ -244,9 +244,9 @@ def _read_jsonl(p: Path) -> list[dict]:
 
 
 def _write_jsonl(p: Path, rows: list[dict]) -> None:
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(p)
+    from storage import write_text  # atomic; no temp file left on error
+
+    write_text(str(p), "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
 
 
 class _Fetcher:
