@@ -9,9 +9,10 @@ import importlib
 import sys
 
 from matalu.commands import COMMANDS
+from storage.errors import StorageError
 
 # Errors a user can fix: printed as one line, exit status 2 (no traceback).
-USER_ERRORS = (FileNotFoundError, ValueError, KeyError, PermissionError)
+USER_ERRORS = (FileNotFoundError, ValueError, KeyError, PermissionError, StorageError)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -2,6 +2,7 @@
 
 Imports nothing from the other matalu packages (DESIGN §2)."""
 
+from storage.errors import StorageError
 from storage.shards import ShardInfo, ShardWriter, iter_shard, member_key_ok, segment_shards, shard_members
 from storage.uri import (
     StorageOptions,
@@ -24,6 +25,7 @@ from storage.uri import (
 )
 
 __all__ = [
+    "StorageError",
     "StorageOptions",
     "configure",
     "current_options",

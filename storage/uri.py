@@ -14,10 +14,11 @@ import hashlib
 import os
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.errors import with_path
+from storage.errors import StorageError, s3_error, with_path
 
 _CHUNK = 1 << 20
 
@@ -108,6 +109,20 @@ def _s3():
     return client
 
 
+@contextmanager
+def _s3_errors(uri: str, action: str):
+    """S3 failures a user can fix (no bucket, bad keys, endpoint down) become one :class:`StorageError` sentence."""
+    try:
+        yield
+    except (FileNotFoundError, StorageError):
+        raise
+    except Exception as e:
+        err = s3_error(e, uri, _options.endpoint_url, action)
+        if err is None:
+            raise
+        raise err from e
+
+
 def _is_missing(err: Exception) -> bool:
     code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
     return str(code) in ("404", "NoSuchKey", "NotFound")
@@ -118,13 +133,14 @@ def exists(uri: str) -> bool:
         bucket, key = _split_s3(uri)
         from botocore.exceptions import ClientError
 
-        try:
-            _s3().head_object(Bucket=bucket, Key=key)
-            return True
-        except ClientError as e:
-            if _is_missing(e):
-                return False
-            raise
+        with _s3_errors(uri, "read"):
+            try:
+                _s3().head_object(Bucket=bucket, Key=key)
+                return True
+            except ClientError as e:
+                if _is_missing(e):
+                    return False
+                raise
     return local_path(uri).exists()
 
 
@@ -133,12 +149,13 @@ def read_bytes(uri: str) -> bytes:
         bucket, key = _split_s3(uri)
         from botocore.exceptions import ClientError
 
-        try:
-            return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError as e:
-            if _is_missing(e):
-                raise FileNotFoundError(uri) from e
-            raise
+        with _s3_errors(uri, "read"):
+            try:
+                return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+            except ClientError as e:
+                if _is_missing(e):
+                    raise FileNotFoundError(uri) from e
+                raise
     if str(uri).startswith(("http://", "https://")):
         import urllib.request
 
@@ -178,7 +195,8 @@ def write_bytes(uri: str, data: bytes) -> None:
     """Write all of ``data`` to ``uri`` atomically: readers see the old object or the new one, never a part."""
     if is_s3(uri):
         bucket, key = _split_s3(uri)
-        _s3().put_object(Bucket=bucket, Key=key, Body=data)
+        with _s3_errors(uri, "write"):
+            _s3().put_object(Bucket=bucket, Key=key, Body=data)
         return
     _atomic_local_write(local_path(uri), data)
 
@@ -192,7 +210,8 @@ def put_file(local: str | Path, uri: str) -> None:
     local = Path(local)
     if is_s3(uri):
         bucket, key = _split_s3(uri)
-        _s3().upload_file(str(local), bucket, key)
+        with _s3_errors(uri, "write"):
+            _s3().upload_file(str(local), bucket, key)
         return
     dst = local_path(uri)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +238,8 @@ def put_file(local: str | Path, uri: str) -> None:
 def remove(uri: str) -> None:
     if is_s3(uri):
         bucket, key = _split_s3(uri)
-        _s3().delete_object(Bucket=bucket, Key=key)
+        with _s3_errors(uri, "delete"):
+            _s3().delete_object(Bucket=bucket, Key=key)
         return
     try:
         local_path(uri).unlink()
@@ -235,12 +255,13 @@ def list_files(prefix: str, suffix: str = "") -> list[str]:
         bucket, key = _split_s3(prefix)
         key = key.rstrip("/") + "/" if key else ""
         out: list[str] = []
-        for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-            for obj in page.get("Contents", []):
-                k = obj["Key"]
-                name = k.rsplit("/", 1)[-1]
-                if k.endswith(suffix) and not name.startswith("."):
-                    out.append(f"s3://{bucket}/{k}")
+        with _s3_errors(prefix, "list"):
+            for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                for obj in page.get("Contents", []):
+                    k = obj["Key"]
+                    name = k.rsplit("/", 1)[-1]
+                    if k.endswith(suffix) and not name.startswith("."):
+                        out.append(f"s3://{bucket}/{k}")
         return sorted(out)
     root = local_path(prefix)
     if not root.exists():
