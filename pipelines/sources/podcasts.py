@@ -68,7 +68,9 @@ def read_urls(urls: str | os.PathLike | list | tuple | None) -> list[str]:
     if isinstance(urls, (str, os.PathLike)):
         p = Path(urls).expanduser()
         if p.is_file():
-            lines = p.read_text(encoding="utf-8").splitlines()
+            from pipelines.sources.listing import read_lines  # BOM; a non-UTF-8 line is named
+
+            lines = [line for _, line in read_lines(p)]
         elif "://" in str(urls):
             lines = [str(urls)]
         else:

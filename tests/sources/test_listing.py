@@ -229,3 +229,14 @@ def test_random_listings_account_for_every_line(tmp_path, seed):
             assert path in by_path and by_path[path].text == text, (n, data)
     assert len(recs) == sum(1 for w in expected.values() if isinstance(w, tuple))
     assert len(rejects) == sum(1 for w in expected.values() if w == "reject")
+
+
+def test_synthetic_texts_file_reads_like_a_listing(tmp_path):
+    from pipelines.sources.synthetic import load_pairs
+
+    p = tmp_path / "t.jsonl"
+    p.write_bytes('\ufeff{"q": "ప్రశ్న", "a": 42}\n\n{"q": "x\u2028y", "a": "z"}\n'.encode())
+    assert [(x["id"], x["q"], x["a"]) for x in load_pairs(p)] == [("line1", "ప్రశ్న", "42"), ("line3", "x\u2028y", "z")]
+    p.write_bytes('{"q": "a", "a": "b"}\n{"q": "caf\u00e9", "a": "b"}\n'.encode("latin-1"))
+    with pytest.raises(ListingError, match=r"t.jsonl line 2 is not UTF-8"):
+        load_pairs(p)
