@@ -5,7 +5,7 @@
 * A work unit is one segment shard. Its fingerprint is sha256(job version, codec_id, the segment shard's
   sha256 (from the ingest manifests when present, else from its bytes), its relative path); a unit whose
   ``_DONE`` marker holds the same fingerprint, and whose token shards still exist, is skipped (resume).
-* Ray Data ``map_batches`` over units with a model-holding class (:class:`EncodeWorker`; ``num_gpus=1`` per
+* Ray Data ``map_batches`` over units with a model-holding class (:func:`make_encoder` on :class:`jobs.runner.UnitActor`; ``num_gpus=1`` per
   actor when the cluster has GPUs, CPU actors otherwise). Inside a unit, clips (each channel of a ``dialog``
   sample is a clip) are sorted by length and cut into batches of similar length (``batch_seconds`` of padded
   audio, at most ``max_batch`` clips), zero-padded on the right to a whole frame, encoded, and trimmed back to
@@ -32,6 +32,7 @@ segment JSON's ``duration_s`` is ``n / 16000`` rounded to 4 decimals, so frames 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -45,15 +46,13 @@ import numpy as np
 
 import storage
 from jobs.cluster import init_ray
-from jobs.runner import JobResult, new_run_id, run_unit, versions
-from manifests.io import MANIFEST_DIR, SUCCESS, append_run, concat_tables, manifest_uri, read_table, table_bytes, to_table
+from jobs.runner import JobResult, JobSpec, commit_unit, new_run_id, run_job
+from manifests.io import manifest_uri, read_table
 from manifests.licenses import license_filter
-from manifests.rows import Reject, Run, Sample, Shard
-from pipelines.unit import parts_uri
+from manifests.rows import Reject, Sample, Shard
 
 log = logging.getLogger("matalu.encode")
 ENCODE_VERSION = 1  # bump when this job's output for the same input and codec changes
-DONE = "_DONE"
 
 
 @dataclass
@@ -148,14 +147,6 @@ def make_units(segments: str, codec_id: str, exclude_licenses: list[str] | None 
         uid = "-".join(p.replace(".", "_") for p in rel[: -len(".tar")].split("/"))
         units.append(EncodeUnit(uid, f, source, kind, name, fp))
     return units
-
-
-def unit_done(root: str, unit: EncodeUnit) -> bool:
-    try:
-        done = json.loads(storage.read_text(storage.join(parts_uri(root, unit.unit_id), DONE)))
-    except (FileNotFoundError, ValueError):
-        return False
-    return done.get("fingerprint") == unit.fingerprint and all(storage.exists(s) for s in done.get("shards", []))
 
 
 def npy_bytes(a: np.ndarray) -> bytes:
@@ -298,84 +289,18 @@ class UnitEncoder:
                 "encode_s": round(t_enc, 3), "elapsed_s": round(time.perf_counter() - t0, 3)}
 
     def _commit(self, unit: EncodeUnit, samples: list[Sample], shards: list[Shard], rejects: list[Reject]) -> None:
-        base = parts_uri(self.root, unit.unit_id)
-        old = storage.join(base, "shards.parquet")
-        if storage.exists(old):  # a redo: drop parts this run no longer produces
-            keep = {s.uri for s in shards}
-            for s in read_table(old, Shard).column("uri").to_pylist():
-                if s not in keep:
-                    storage.remove(s)
-        storage.write_bytes(storage.join(base, "samples.parquet"), table_bytes(to_table(samples, Sample)))
-        storage.write_bytes(storage.join(base, "shards.parquet"), table_bytes(to_table(shards, Shard)))
-        storage.write_bytes(storage.join(base, "rejects.parquet"), table_bytes(to_table(rejects, Reject)))
-        storage.write_text(storage.join(base, DONE), json.dumps(
-            {"fingerprint": unit.fingerprint, "run_id": self.run_id, "shards": [s.uri for s in shards]}) + "\n")
+        commit_unit(self.root, unit.unit_id, unit.fingerprint, self.run_id,
+                    {"samples": (samples, Sample), "shards": (shards, Shard), "rejects": (rejects, Reject)},
+                    [s.uri for s in shards])
 
 
-class EncodeWorker:
-    """Ray Data actor holding a UnitEncoder (and so the codec, on its GPU when it has one)."""
-
-    def __init__(self, cfg_json: str, run_id: str, use_gpu: bool) -> None:
-        device = "cuda" if use_gpu else "cpu"
-        self.enc = UnitEncoder(EncodeConfig.from_dict(json.loads(cfg_json)), run_id, device)
-
-    def __call__(self, batch: dict) -> dict:
-        units = [EncodeUnit.from_json(str(s)) for s in batch["unit"]]
-        out = [run_unit(u.unit_id, lambda u=u: self.enc.process(u)) for u in units]
-        return {"summary": np.array(out, dtype=object)}
+def make_encoder(cfg_json: str, run_id: str, device: str) -> UnitEncoder:
+    """The encode job's unit processor on a Ray actor (holds the codec, on the actor's GPU when it has one)."""
+    return UnitEncoder(EncodeConfig.from_dict(json.loads(cfg_json)), run_id, device)
 
 
-def _init_ray(cfg: EncodeConfig) -> None:
-    init_ray(cfg.address, cfg.num_cpus)
-
-
-def _run_units(cfg: EncodeConfig, todo: list[EncodeUnit], run_id: str, on_done: Callable[[dict], None]) -> None:
-    import ray
-    import ray.data
-
-    _init_ray(cfg)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    res = ray.cluster_resources()
-    gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
-    use_gpu = gpus > 0 if cfg.use_gpu is None else bool(cfg.use_gpu)
-    if use_gpu and gpus == 0:
-        raise ValueError("--gpu asked for, but the Ray cluster has no GPUs")
-    n = max(1, min(cfg.num_workers or (gpus if use_gpu else cpus), len(todo)))
-    ds = ray.data.from_items([{"unit": u.to_json()} for u in todo], override_num_blocks=len(todo))
-    ds = ds.map_batches(
-        EncodeWorker,
-        fn_constructor_kwargs={"cfg_json": cfg.to_json(), "run_id": run_id, "use_gpu": use_gpu},
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n),
-        num_gpus=1 if use_gpu else 0,
-        num_cpus=1,
-    )
-    for row in ds.iter_rows():
-        on_done(json.loads(row["summary"]))
-
-
-def _units_fingerprint(units: list[EncodeUnit]) -> str:
-    h = hashlib.sha256()
-    for u in units:
-        h.update(f"{u.unit_id}:{u.fingerprint}\n".encode())
-    return h.hexdigest()
-
-
-def merge_manifests(root: str, units: list[EncodeUnit]) -> dict:
-    counts = {}
-    for name, cls in (("samples", Sample), ("shards", Shard), ("rejects", Reject)):
-        parts = [storage.join(parts_uri(root, u.unit_id), f"{name}.parquet") for u in units]
-        # parts written before rejects existed (encode job v1 outputs) have no rejects.parquet: no rejects
-        t = concat_tables([read_table(p, cls) for p in parts if name != "rejects" or storage.exists(p)], cls)
-        storage.write_bytes(manifest_uri(root, name), table_bytes(t))
-        counts[name] = t.num_rows
-    return counts
-
-
-def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callable[[str], None] = print) -> EncodeResult:
+def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callable[[str], None] = print,
+               progress: bool = False) -> EncodeResult:
     from codec.adapters import load_codec
     from codec.base import check_codec
 
@@ -389,51 +314,24 @@ def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callab
     del codec
     root = tokens_root(cfg.out, codec_id)
     units = make_units(cfg.segments, codec_id, cfg.exclude_licenses)
-    fp = _units_fingerprint(units)
-    success = storage.join(root, SUCCESS)
-    todo = [u for u in units if not unit_done(root, u)]
-    if storage.exists(success) and not todo:
-        try:
-            prev = json.loads(storage.read_text(success))
-        except ValueError:
-            prev = {}
-        if prev.get("units_fingerprint") == fp:
-            say(f"[encode] {root} is already committed for these segment shards and codec: nothing to do")
-            return EncodeResult(root, prev.get("run_id", ""), len(units), len(units), 0,
-                                counts=prev.get("counts", {}), committed=True, noop=True, codec_id=codec_id)
-    if storage.exists(success):
-        storage.remove(success)
-    skipped = len(units) - len(todo)
-    say(f"[encode] run {run_id}: codec {codec_id}, {len(units)} segment shards; {skipped} already encoded, "
-        f"{len(todo)} to encode -> {root}")
-    failed: list[str] = []
-    totals = {"samples": 0, "rejects": 0, "seconds": 0.0, "encode_s": 0.0}
-    if todo:
-        t0 = time.perf_counter()
+    say(f"[encode] codec {codec_id}: {len(units)} segment shards")
+    use_gpu = cfg.use_gpu
+    if use_gpu is None:  # decide here, so the actors' device and their GPU request agree
+        init_ray(cfg.address, cfg.num_cpus)
+        import ray
 
-        def on_done(s: dict) -> None:
-            if "error" in s:
-                failed.append(s["unit_id"])
-                say(f"[encode] unit {s['unit_id']} failed: {s['error']}\n{s.get('traceback', '')}")
-            else:
-                for k in totals:
-                    totals[k] += s[k]
-
-        _run_units(cfg, todo, run_id, on_done)
-        say(f"[encode] {totals['seconds'] / 3600:.3f} h of audio in {time.perf_counter() - t0:.1f} s wall; "
-            f"actor encode time {totals['encode_s']:.1f} s = {totals['seconds'] / max(totals['encode_s'], 1e-9):.0f}x realtime per actor")
-    done = [u for u in units if u.unit_id not in failed]
-    counts = merge_manifests(root, done)
-    counts["failed_units"] = len(failed)
-    ended = datetime.now(timezone.utc)
-    append_run(root, Run(run_id=run_id, command=command, config=cfg.to_json(), versions=json.dumps(versions()),
-                         started=started.isoformat(), ended=ended.isoformat(), counts=json.dumps(counts)))
-    storage.write_text(storage.join(root, MANIFEST_DIR, f"config-{run_id}.json"), json.dumps(cfg.to_dict(), indent=2) + "\n")
-    committed = not failed
-    if committed:
-        storage.write_text(success, json.dumps({"run_id": run_id, "codec_id": codec_id, "units_fingerprint": fp,
-                                                "counts": counts}) + "\n")
-    else:
-        say(f"[encode] NOT committed: {len(failed)} failed units; rerun the same command to retry them")
-    return EncodeResult(root, run_id, len(units), skipped, len(todo) - len(failed), failed, counts, committed,
-                        codec_id=codec_id)
+        use_gpu = int(ray.cluster_resources().get("GPU", 0)) > 0
+    spec = JobSpec(
+        name="encode", root=root, units=units, unit_type=EncodeUnit,
+        make_processor=functools.partial(make_encoder, cfg.to_json(), run_id, "cuda" if use_gpu else "cpu"),
+        tables=(("samples", Sample), ("shards", Shard), ("rejects", Reject)), config=cfg.to_dict(),
+        run_id=run_id, command=command, started=started, address=cfg.address, num_cpus=cfg.num_cpus,
+        num_workers=cfg.num_workers, use_gpu=use_gpu, shard_prefix=root,
+        optional_parts=("rejects",),  # parts written before rejects existed (encode job v1 outputs): no rejects
+        success_extra={"codec_id": codec_id}, totals=("samples", "rejects", "seconds", "encode_s"),
+        progress_line=lambda t, el: f"{t['seconds'] / 3600:.2f} h, {t['samples']} samples, {t['seconds'] / max(el, 1e-9):.0f}x rt",
+        end_line=lambda t, wall: (f"[encode] {t['seconds'] / 3600:.3f} h of audio in {wall:.1f} s wall; actor encode time "
+                                  f"{t['encode_s']:.1f} s = {t['seconds'] / max(t['encode_s'], 1e-9):.0f}x realtime per actor"),
+        result_type=EncodeResult, result_extra={"codec_id": codec_id},
+    )
+    return run_job(spec, say=say, progress=progress)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import storage
-from manifests.io import MANIFEST_DIR, read_rows, table_bytes, to_table
+from jobs.runner import commit_unit
 from manifests.rows import Diarization, Recording, Reject, Sample, Shard
 from pipelines.config import IngestConfig
 from pipelines.sources.manifest import safe_id
@@ -27,8 +27,6 @@ from pipelines.stages.read import read_audio
 from pipelines.stages.segment import SYSTEM, USER, dialog_audio, dialog_windows, mono_spans, turns_in
 from pipelines.stages.vad import SileroVad, speech_mask, speech_regions
 from storage.audio import encode_flac
-
-DONE = "_DONE"
 
 
 @dataclass
@@ -67,26 +65,6 @@ def make_units(recordings: list[Recording], unit_size: int, processing_fp: str) 
                 h.update(json.dumps(r.to_dict(), sort_keys=True, ensure_ascii=False).encode())
             units.append(WorkUnit(f"{source}-{i // unit_size:05d}", source, i // unit_size, chunk, h.hexdigest()))
     return units
-
-
-def parts_uri(out: str, unit_id: str) -> str:
-    return storage.join(out, MANIFEST_DIR, "parts", unit_id)
-
-
-def unit_done(out: str, unit: WorkUnit, existing: set[str] | None = None) -> bool:
-    """True when the unit's ``_DONE`` marker holds its fingerprint and every shard it lists still exists
-    (``existing``: the shard URIs found by one listing of ``<out>/segments``)."""
-    uri = storage.join(parts_uri(out, unit.unit_id), DONE)
-    try:
-        done = json.loads(storage.read_text(uri))
-    except (FileNotFoundError, ValueError):
-        return False
-    if done.get("fingerprint") != unit.fingerprint:
-        return False
-    shards = done.get("shards", [])
-    if existing is None:
-        return all(storage.exists(s) for s in shards)
-    return all(s in existing for s in shards)
 
 
 @dataclass
@@ -372,18 +350,7 @@ class UnitProcessor:
         ]
 
     def _commit_parts(self, unit, recs, samples, rejects, shards, diar) -> None:
-        base = parts_uri(self.cfg.out, unit.unit_id)
-        old = storage.join(base, "shards.parquet")
-        if storage.exists(old):  # a redo (config changed): drop parts this run no longer produces
-            keep = {s.uri for s in shards}
-            for s in read_rows(old, Shard):
-                if s.uri not in keep:
-                    storage.remove(s.uri)
-        for name, rows, cls in (("recordings", recs, Recording), ("samples", samples, Sample),
-                                ("rejects", rejects, Reject), ("shards", shards, Shard),
-                                ("diarization", diar, Diarization)):
-            storage.write_bytes(storage.join(base, f"{name}.parquet"), table_bytes(to_table(rows, cls)))
-        storage.write_text(storage.join(base, DONE), json.dumps(
-            {"fingerprint": unit.fingerprint, "run_id": self.run_id, "shards": [s.uri for s in shards]}) + "\n")
-
-
+        commit_unit(self.cfg.out, unit.unit_id, unit.fingerprint, self.run_id,
+                    {"recordings": (recs, Recording), "samples": (samples, Sample), "rejects": (rejects, Reject),
+                     "shards": (shards, Shard), "diarization": (diar, Diarization)},
+                    [s.uri for s in shards])

@@ -247,6 +247,18 @@ def remove(uri: str) -> None:
         pass
 
 
+def remove_empty_dirs(prefix: str) -> None:
+    """Remove the empty folders under a local ``prefix`` (deepest first); S3 has no folders to remove."""
+    if is_s3(prefix):
+        return
+    root = local_path(prefix)
+    if not root.exists():
+        return
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+
+
 def list_files(prefix: str, suffix: str = "") -> list[str]:
     """All files under ``prefix`` (recursively) whose names end with ``suffix``, sorted.
 

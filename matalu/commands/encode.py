@@ -34,7 +34,7 @@ def run(args) -> int:
         cfg.batch_seconds = args.batch_seconds
     if args.s3_endpoint_url:
         cfg.storage = {"endpoint_url": args.s3_endpoint_url}
-    res = run_encode(cfg, command="matalu " + " ".join(sys.argv[1:]))
+    res = run_encode(cfg, command="matalu " + " ".join(sys.argv[1:]), progress=sys.stderr.isatty())
     print(f"\nTokens: {res.out}/<source>/<kind>/*.tar  (codec {res.codec_id})")
     print(f"  manifests: {res.out}/manifests/{{samples,shards,rejects,runs}}.parquet ; counts {res.counts}")
     if not res.committed:
