@@ -57,3 +57,18 @@ def test_zero_samples_message():
                    "commit an empty dataset on purpose")
     assert empty_output_message(0, 3, rejects, allow_empty=True) is None
     assert empty_output_message(5, 3, rejects) is None
+
+
+def test_zero_samples_do_not_commit_unless_allowed(ray_session, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "silence.wav", np.zeros(3 * 16000, np.float32), 16000, subtype="PCM_16")
+    listing = tmp_path / "l.tsv"
+    listing.write_text("path\ttext\nsilence.wav\tనమస్తే\n", encoding="utf-8")
+    assert _ingest(tmp_path, listing) == 1
+    cap = capsys.readouterr()
+    assert "no samples from 1 recordings (rejects: 1 no_speech): nothing to commit" in cap.out
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    assert _ingest(tmp_path, listing, "--allow-empty") == 0  # the unit is already done: only the commit runs
+    assert (tmp_path / "out" / "_SUCCESS").exists()
