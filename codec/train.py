@@ -45,7 +45,7 @@ from codec.discriminators import (
     generator_adv_loss,
     split_batch,
 )
-from codec.losses import CodecLoss, LossWeights, mel_distance
+from codec.losses import CodecLoss, LossWeights
 from codec.model import CodecConfig, CodecModel
 from storage.audio import read_sample
 from storage.shards import segment_shards
@@ -163,13 +163,6 @@ class CropStream:
                     s = rng.integers(0, len(clip) - self.segment + 1)
                     out[b, 0] = clip[s : s + self.segment]
             yield torch.from_numpy(out)
-
-
-def fixed_eval_batch(shards: list[str], n: int = 8, seconds: float = 1.0, sample_rate: int = 16000,
-                     seed: int = 123) -> torch.Tensor:
-    """A fixed batch of crops for before/after comparisons (deterministic for given shards)."""
-    stream = CropStream(shards, int(seconds * sample_rate), n, seed=seed, pool_size=64)
-    return next(iter(stream))
 
 
 # -- checkpoints ----------------------------------------------------------------------------------------------
@@ -368,10 +361,3 @@ def train_ray(cfg: CodecTrainConfig, data_uri: str, steps: int, out: str, *, num
         run_config=ray.train.RunConfig(name=f"codec-{int(time.time())}", storage_path=storage_path),
     )
     return trainer.fit()
-
-
-def measure_mel_distance(model: CodecModel, batch: torch.Tensor) -> float:
-    """Mel distance of ``model``'s reconstruction (encode -> decode) of ``batch`` [B, 1, T]."""
-    model.eval()
-    y = model.decode(model.encode(batch))
-    return mel_distance(y[..., : batch.shape[-1]].cpu(), batch)

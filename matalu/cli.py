@@ -1,4 +1,4 @@
-"""The ``matalu`` command. Thin: parses arguments, then calls the packages (DESIGN §10).
+"""The ``matalu`` command. Thin: parses arguments, then calls the packages (docs/DESIGN.md §10).
 
 Each subcommand lives in ``matalu/commands/<name>.py``; ``submit`` wraps any of them as a Ray job."""
 

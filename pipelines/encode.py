@@ -1,4 +1,4 @@
-"""The encode job: segment shards -> codec tokens (DESIGN §1, §4, §8).
+"""The encode job: segment shards -> codec tokens (docs/DESIGN.md §1, §4, §8, §11).
 
 ``matalu encode --segments URI --codec CKPT|TS_FILE|module:factory --out URI``
 
@@ -250,7 +250,6 @@ class UnitEncoder:
             max_bytes=self.cfg.max_shard_bytes, max_samples=self.cfg.max_shard_samples)
         samples: list[Sample] = []
         seconds: dict[int, float] = {}
-        part_of: list[int] = []
         with writer:
             for (key, meta, audio), cs in zip(items, per_item):
                 arr = np.concatenate(cs, axis=0)  # [channels × Q, frames]
@@ -265,7 +264,6 @@ class UnitEncoder:
                                           "json": json.dumps(m, ensure_ascii=False, sort_keys=True).encode()})
                 dur = float(meta.get("duration_s") or audio.shape[1] / self.codec.sample_rate)
                 seconds[part] = seconds.get(part, 0.0) + dur
-                part_of.append(part)
                 row = dict(meta)
                 row.update({"codec_id": self.codec_id, "shard": ""})
                 row.setdefault("sample_id", key)
@@ -277,8 +275,8 @@ class UnitEncoder:
                 row.setdefault("duration_s", dur)
                 row.setdefault("channels", int(audio.shape[0]))
                 samples.append(Sample.from_dict(row))
-        for smp, part in zip(samples, part_of):
-            smp.shard = writer.shards[part].uri
+        for smp in samples:
+            smp.shard, smp.tar_offset, smp.tar_bytes = writer.location(smp.sample_id)
         shards = [Shard(uri=i.uri, kind="tokens", sample_kind=unit.kind, source=unit.source, unit=unit.unit_id,
                         n_samples=i.n_samples, seconds=round(seconds.get(p, 0.0), 3), bytes=i.bytes, sha256=i.sha256,
                         codec_id=self.codec_id, created_by=self.run_id)

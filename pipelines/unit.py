@@ -1,4 +1,4 @@
-"""One work unit -> its segment shard parts and manifest parts (DESIGN §4).
+"""One work unit -> its segment shard parts and manifest parts (docs/DESIGN.md §4, §11).
 
 A unit is a fixed, sorted list of recordings. Its output depends only on those recordings and the processing
 config (the unit *fingerprint*), which gives determinism, resume (a unit whose ``_DONE`` marker holds the same
@@ -330,18 +330,17 @@ class UnitProcessor:
             max_samples=cfg.shards.max_samples,
         )
         seconds: dict[int, float] = {}
-        part_of: list[int] = []
         with writer:
             for smp, offset, length in items:
                 flac = os.pread(spill.fileno(), length, offset)
                 meta = smp.to_dict()
-                meta.pop("shard")
+                for k in ("shard", "tar_offset", "tar_bytes"):  # where it is stored is the manifest's business
+                    meta.pop(k)
                 meta["turns"] = [dict(t) for t in meta["turns"]]
                 part = writer.write(smp.sample_id, {"flac": flac, "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()})
                 seconds[part] = seconds.get(part, 0.0) + smp.duration_s
-                part_of.append(part)
-        for (smp, _, _), part in zip(items, part_of):
-            smp.shard = writer.shards[part].uri
+        for smp, _, _ in items:
+            smp.shard, smp.tar_offset, smp.tar_bytes = writer.location(smp.sample_id)
         return [
             Shard(uri=info.uri, kind="segments", sample_kind=kind, source=unit.source, unit=unit.unit_id,
                   n_samples=info.n_samples, seconds=round(seconds[i], 3), bytes=info.bytes, sha256=info.sha256,

@@ -1,9 +1,17 @@
 """One small storage API over local paths and ``s3://`` URIs, plus the WebDataset shard writer/reader.
 
-Imports nothing from the other matalu packages (DESIGN §2)."""
+Imports nothing from the other matalu packages (docs/DESIGN.md §2)."""
 
 from storage.errors import StorageError
-from storage.shards import ShardInfo, ShardWriter, iter_shard, member_key_ok, segment_shards, shard_members
+from storage.shards import (
+    ShardInfo,
+    ShardWriter,
+    iter_shard,
+    member_key_ok,
+    read_sample_at,
+    segment_shards,
+    shard_members,
+)
 from storage.uri import (
     StorageOptions,
     configure,
@@ -16,6 +24,7 @@ from storage.uri import (
     local_path,
     put_file,
     read_bytes,
+    read_range,
     read_text,
     remove,
     remove_empty_dirs,
@@ -38,6 +47,7 @@ __all__ = [
     "local_path",
     "put_file",
     "read_bytes",
+    "read_range",
     "remove",
     "remove_empty_dirs",
     "write_bytes",
@@ -49,6 +59,7 @@ __all__ = [
     "ShardWriter",
     "iter_shard",
     "member_key_ok",
+    "read_sample_at",
     "segment_shards",
     "shard_members",
 ]

@@ -296,3 +296,34 @@ def sha256_file(path: str | Path) -> str:
             h.update(chunk)
     return h.hexdigest()
 
+
+
+def read_range(uri: str, start: int, length: int) -> bytes:
+    """``length`` bytes of ``uri`` from byte ``start``: one ranged GET on ``s3://`` (``Range: bytes=a-b``), a seek
+    and a read on a local file. Reading past the end is an error (the caller's offsets do not fit the object)."""
+    start, length = int(start), int(length)
+    if start < 0 or length < 0:
+        raise ValueError(f"read_range({uri!r}, {start}, {length}): start and length must be >= 0")
+    if length == 0:
+        return b""
+    if is_s3(uri):
+        bucket, key = _split_s3(uri)
+        from botocore.exceptions import ClientError
+
+        try:
+            data = _s3().get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")["Body"].read()
+        except ClientError as e:
+            if _is_missing(e):
+                raise FileNotFoundError(uri) from e
+            if str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) in ("InvalidRange", "416"):
+                data = b""
+            else:
+                raise
+    else:
+        with open(local_path(uri), "rb") as f:
+            f.seek(start)
+            data = f.read(length)
+    if len(data) != length:
+        raise ValueError(f"{uri} holds {len(data)} of the {length} bytes asked for at offset {start}: the object is "
+                         "shorter than the manifest says (rewritten or truncated); re-run the job that wrote it")
+    return data

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 import storage
-from codec.base import frames_for_duration
 from codec.model import CodecConfig, CodecModel
 from codec.train import CodecTrainConfig, save_checkpoint
 from manifests.io import manifest_uri, read_rows
 from manifests.rows import Reject, Sample, Shard
 from pipelines.encode import EncodeConfig, run_encode, tokens_root
 from storage.audio import read_sample
+from tests.codec.helpers import frames_for_duration
 
 
 @pytest.fixture(scope="module")

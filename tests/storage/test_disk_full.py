@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import storage
+from storage import shards
 from storage import uri as U
 from storage.errors import no_space_message, no_space_path
 
@@ -77,7 +78,7 @@ def test_shard_writer_failure_leaves_nothing(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), uri)
         real_put(local, uri)
 
-    monkeypatch.setattr(U, "put_file", put)
+    monkeypatch.setattr(shards, "put_file", put)
     tmp_root = tmp_path / "tmp"
     tmp_root.mkdir()
     out = tmp_path / "out"
