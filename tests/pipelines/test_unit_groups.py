@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import storage
+from jobs.runner import parts_uri
 from manifests.io import read_rows
 from manifests.rows import Recording, Reject, Sample
 from pipelines.config import IngestConfig
 from pipelines.sources import synthetic
-from pipelines.unit import UnitProcessor, make_units, parts_uri
+from pipelines.unit import UnitProcessor, make_units
 
 
 def _run(tmp: Path, recs: list[Recording], budget: float, monkeypatch) -> tuple[list[int], dict]:
