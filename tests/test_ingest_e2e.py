@@ -148,7 +148,7 @@ def test_rerun_is_a_noop(ingested):
     assert after == before
 
 
-def test_fresh_run_is_byte_identical_and_resume_redoes_only_lost_units(ingested, tmp_path):
+def test_fresh_run_is_byte_identical_resume_redoes_lost_units_and_relayout_leaves_no_stale_shards(ingested, tmp_path):
     from pipelines.ingest import run_ingest
 
     cfg, _ = ingested
@@ -172,6 +172,22 @@ def test_fresh_run_is_byte_identical_and_resume_redoes_only_lost_units(ingested,
     assert not any(p.name.endswith(".tmp") for p in Path(cfg2.out).rglob("*"))
     assert os.path.exists(lost)
 
+    # a rerun into the same output with another unit layout (one unit of 6 instead of two of 3) commits exactly the
+    # shards its manifests list: the README's glob yields each dialog once, and the old unit's parts are gone
+    out = Path(cfg2.out)
+    assert any(p.name.startswith("synthetic-00001-") for p in out.glob("segments/**/*.tar"))
+    said: list[str] = []
+    res = run_ingest(small_config(out, tmp_path / "sources", unit_size=6), progress=False, say=said.append)
+    assert res.committed and res.units_total == 1 and res.units_processed == 1
+    assert any("removed" in s and "no manifest lists" in s for s in said)
+    shards = read_rows(manifest_uri(str(out), "shards"), Shard)
+    assert sorted(str(p) for p in out.glob("segments/**/*.tar")) == sorted(s.uri for s in shards)
+    samples = read_rows(manifest_uri(str(out), "samples"), Sample)
+    keys = [smp["__key__"] for f in sorted(out.glob("segments/synthetic/dialog/*.tar"))
+            for smp in wds.WebDataset(str(f), shardshuffle=False)]
+    assert sorted(keys) == sorted(s.sample_id for s in samples if s.kind == "dialog")
+    assert sorted(p.name for p in (out / "manifests" / "parts").iterdir()) == ["synthetic-00000"]
+
 
 def test_every_run_reports_der_on_synthetic_dialogs(ingested):
     cfg, res = ingested
@@ -180,31 +196,3 @@ def test_every_run_reports_der_on_synthetic_dialogs(ingested):
     # measured 2.4% (collar 0) on these six dialogs (seed 7); bound with margin
     assert res.counts["der_collar0"] < 0.08
     assert all(r.der < 0.15 and r.der_collar025 <= r.der for r in rows)
-
-
-def test_rerun_with_another_unit_layout_leaves_no_stale_shards(ingested, tmp_path):
-    """A rerun into the same output with another unit size commits exactly the shards its manifests list: the README's
-    glob yields each dialog once, and the parts of units that no longer exist are gone."""
-    import shutil
-
-    from pipelines.ingest import run_ingest
-
-    cfg, _ = ingested
-    out = tmp_path / "out"
-    shutil.copytree(cfg.out, out)  # the committed 3-per-unit layout (units 00000, 00001)
-    before = sorted(p.name for p in out.glob("segments/**/*.tar"))
-    assert any(n.startswith("synthetic-00001-") for n in before)
-    said: list[str] = []
-    cfg2 = small_config(out, Path(cfg.sources_dir), unit_size=6)
-    res = run_ingest(cfg2, progress=False, say=said.append)
-    assert res.committed and res.units_total == 1 and res.units_processed == 1
-    assert any("removed" in s and "no manifest lists" in s for s in said)
-    shards = read_rows(manifest_uri(str(out), "shards"), Shard)
-    on_disk = sorted(str(p) for p in out.glob("segments/**/*.tar"))
-    assert on_disk == sorted(s.uri for s in shards)
-    samples = read_rows(manifest_uri(str(out), "samples"), Sample)
-    keys = [smp["__key__"] for f in sorted(out.glob("segments/synthetic/dialog/*.tar"))
-            for smp in wds.WebDataset(str(f), shardshuffle=False)]
-    assert sorted(keys) == sorted(s.sample_id for s in samples if s.kind == "dialog")
-    assert not any(p.name.startswith("synthetic-00001-") for p in out.glob("segments/**/*.tar"))
-    assert sorted(p.name for p in (out / "manifests" / "parts").iterdir()) == ["synthetic-00000"]
