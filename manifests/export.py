@@ -212,8 +212,12 @@ def export_lhotse(uri: str, out: str | Path, **filters) -> ExportResult:
             data, sr = sf.read(io.BytesIO(flac), dtype="int16", always_2d=True)
             wav = audio_dir / f"{r['sample_id']}.wav"
             tmp = wav.with_name(f".{wav.name}.tmp")
-            sf.write(tmp, data, sr, format="WAV", subtype="PCM_16")
-            tmp.replace(wav)
+            try:
+                sf.write(tmp, data, sr, format="WAV", subtype="PCM_16")
+                tmp.replace(wav)
+            except BaseException:  # a full disk: no half-written temp file stays behind
+                tmp.unlink(missing_ok=True)
+                raise
             rec, sups, cut = _lhotse_items(r, wav, data.shape[0], sr, data.shape[1])
             rw.write(rec)
             for s in sups:

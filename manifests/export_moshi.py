@@ -18,7 +18,6 @@ Layout written::
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -51,9 +50,7 @@ def alignments(turns: list[Turn]) -> list[list]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    storage.write_bytes(str(path), data)  # atomic; no temp file left on error
 
 
 def export_moshi(manifest_uri: str, out_dir: str | Path) -> Path:

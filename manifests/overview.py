@@ -50,6 +50,7 @@ LIST_COLUMNS = ("sample_id", "kind", "source", "recording_id", "start_s", "end_s
                 "speakers", "license", "snr_db", "speech_ratio", "split", "shard")
 TEXT_CHARS = 160
 MAX_LIMIT = 500
+MAX_INT = 2**63 - 1  # DuckDB BIGINT: a larger offset is a 400, not a ConversionException
 COUNT_CAP = 10_000  # text-search counts stop here
 
 
@@ -104,9 +105,12 @@ class SampleQuery:
 
         def num(k: str, default: int) -> int:
             try:
-                return int(one(k, str(default)))
+                v = int(one(k, str(default)))
             except ValueError:
                 raise ValueError(f"{k} must be an integer") from None
+            if not -MAX_INT <= v <= MAX_INT:
+                raise ValueError(f"{k} must be between 0 and {MAX_INT}")
+            return v
 
         return cls(source=one("source"), kind=one("kind"), speaker=one("speaker"), license=one("license"),
                    split=one("split"), recording_id=one("recording_id"), q=one("q"), sort=one("sort"),
@@ -152,19 +156,47 @@ class SampleQuery:
         return (self.source, self.kind, self.speaker, self.license, self.split, self.recording_id, self.q)
 
 
-def resolve_shard(shard: str, base: str) -> str:
+def resolve_shard(shard: str, base: str, *, root_only: bool = False) -> str:
     """A sample's shard URI; if the run was moved since it was written (the manifest keeps absolute paths),
-    the same ``segments/…`` or ``tokens/…`` path under ``base``, the run's directory now."""
+    the same ``segments/…`` or ``tokens/…`` path under ``base``, the run's directory now (for a token root
+    ``<run>/tokens/<codec>``, under ``<run>`` too: its samples' audio is in the run's segment shards).
+
+    ``root_only``: never a shard outside those roots (``PermissionError`` when that is all the manifest names)."""
     if not shard:
         raise FileNotFoundError("sample has no shard")
-    if storage.exists(shard):
+    roots = dataset_roots(base)
+
+    def ok(uri: str) -> bool:
+        return not root_only or any(inside(uri, r) for r in roots)
+
+    if ok(shard) and storage.exists(shard):
         return shard
-    for part in ("/segments/", "/tokens/"):
-        if part in shard:
-            alt = storage.join(base, part.strip("/"), shard.split(part, 1)[1])
-            if alt != shard and storage.exists(alt):
-                return alt
+    for root in roots:
+        for part in ("/segments/", "/tokens/"):
+            if part in shard:
+                alt = storage.join(root, part.strip("/"), shard.split(part, 1)[1])
+                if alt != shard and ok(alt) and storage.exists(alt):
+                    return alt
+    if not ok(shard):
+        raise PermissionError(f"shard {shard} is outside the dataset root {base}; not served (serve it with "
+                              "--allow-outside-root if that is intended)")
     raise FileNotFoundError(f"shard {shard} does not exist (nor under {base})")
+
+
+def dataset_roots(base: str) -> list[str]:
+    """``base``, and the run directory when ``base`` is a run's token root ``<run>/tokens/<codec>``."""
+    parts = str(base).rstrip("/").rsplit("/", 2)
+    return [base, parts[0]] if len(parts) == 3 and parts[1] == "tokens" and parts[0] else [base]
+
+
+def inside(uri: str, root: str) -> bool:
+    """True when ``uri`` lies under the directory or prefix ``root`` (symlinks and '..' resolved locally)."""
+    if storage.is_local(uri) and storage.is_local(root):
+        return storage.local_path(uri).resolve().is_relative_to(storage.local_path(root).resolve())
+    if storage.is_local(uri) != storage.is_local(root):
+        return False
+    base = str(root).rstrip("/") + "/"
+    return str(uri).startswith(base) and "/../" not in str(uri)[len(base) - 1:]
 
 
 def run_dir(uri: str) -> str:
@@ -601,8 +633,10 @@ class ManifestDB:
         rows = self.query("SELECT * FROM samples_all WHERE sample_id = ? LIMIT 1", [sample_id])
         return rows[0] if rows else None
 
+    allow_outside_root = True  # the web server sets False: it serves only shards under the dataset root
+
     def resolve_shard(self, shard: str) -> str:
-        return resolve_shard(shard, self.base)
+        return resolve_shard(shard, self.base, root_only=not self.allow_outside_root)
 
     def members(self, row: dict) -> dict[str, bytes]:
         """A sample's members ``{ext: bytes}`` (``flac``/``codes.npy`` and ``json``) from its shard: one ranged read
@@ -739,7 +773,7 @@ class ManifestDB:
         for s in shards:
             try:
                 keys = self.shards.keys(self.resolve_shard(s))
-            except (FileNotFoundError, tarfile.TarError):
+            except (FileNotFoundError, PermissionError, tarfile.TarError):
                 continue
             out += [(k, s) for k in keys]
             if len(out) >= limit:

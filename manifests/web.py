@@ -23,17 +23,31 @@ The server binds 127.0.0.1 unless told otherwise; it only reads.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import signal
 import sys
 import threading
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from manifests.overview import ManifestDB, SampleQuery
+from manifests.overview import MAX_INT, ManifestDB, SampleQuery
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _int_param(params: dict, name: str, default: int, lo: int = -MAX_INT, hi: int = MAX_INT) -> int:
+    """An integer query parameter; a value that is not one, or out of [lo, hi], is a 400 with this sentence."""
+    raw = (params.get(name) or [str(default)])[0].strip()
+    try:
+        v = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw[:40]!r}") from None
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}")
+    return v
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -88,11 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(db.summary(), head=head)
             elif path == "/api/hist":
                 field = (params.get("field") or ["duration_s"])[0]
-                bins = int((params.get("bins") or ["30"])[0])
+                bins = _int_param(params, "bins", 30, 1, 200)
                 self._json(db.histogram(field, bins), head=head)
             elif path == "/api/shards":
-                lim = max(1, min(10000, int((params.get("limit") or ["1000"])[0])))
-                off = max(0, int((params.get("offset") or ["0"])[0]))
+                lim = max(1, min(10000, _int_param(params, "limit", 1000)))
+                off = _int_param(params, "offset", 0, 0)
                 self._json(db.shard_rows(lim, off, (params.get("kind") or [""])[0]), head=head)
             elif path == "/api/rejects":
                 self._json({"total": db.totals()["n_rejects"], "groups": db.reject_summary()}, head=head)
@@ -119,6 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, str(e.args[0] if e.args else e), head=head)
         except ValueError as e:
             self._error(400, str(e), head=head)
+        except PermissionError as e:  # a shard outside the dataset root (serve --allow-outside-root follows it)
+            self._error(403, str(e), head=head)
         except (BrokenPipeError, ConnectionResetError):
             pass
         except Exception as e:  # noqa: BLE001 - a page must not take the server down
@@ -153,11 +169,17 @@ class ManifestServer:
     """The page and API over one run. ``port=0`` picks a free port (see :attr:`url`)."""
 
     def __init__(self, uri: str, host: str = "127.0.0.1", port: int = 8765, *, verbose: bool = False,
-                 db: ManifestDB | None = None) -> None:
+                 db: ManifestDB | None = None, allow_outside_root: bool = False) -> None:
         self.db = db or ManifestDB(uri)
+        self.db.allow_outside_root = allow_outside_root
         self.verbose = verbose
         self.page = PAGE.encode("utf-8")
-        self.httpd = ThreadingHTTPServer((host, port), _Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), _Handler)
+        except OSError as e:
+            if db is None:
+                self.db.close()  # its temporary DuckDB files go with it
+            raise ValueError(_bind_error(e, host, port)) from None
         self.httpd.daemon_threads = True
         self.httpd.app = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -199,18 +221,43 @@ class ManifestServer:
         self.close()
 
 
-def serve(uri: str, host: str = "127.0.0.1", port: int = 8765, *, verbose: bool = False) -> None:
-    """Serve until Ctrl-C."""
-    srv = ManifestServer(uri, host, port, verbose=verbose)
-    t = srv.db.totals()
-    print(f"matalu manifests: {t['n_samples']} samples, {t['hours']:.3f} h from {uri}")
-    print(f"serving on {srv.url}  (Ctrl-C stops)", flush=True)
+def _bind_error(e: OSError, host: str, port: int) -> str:
+    if e.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is already in use (another server?): pick another with --port N, "
+                "or --port 0 for a free one")
+    if e.errno == errno.EACCES:
+        return f"port {port} needs privileges to bind: pick one above 1023 with --port N"
+    return f"cannot listen on {host}:{port} ({e.strerror or e}): check --host and --port"
+
+
+class _Stop(Exception):
+    """Raised in the main thread by SIGTERM/SIGHUP so serving stops the way Ctrl-C does."""
+
+
+def serve(uri: str, host: str = "127.0.0.1", port: int = 8765, *, verbose: bool = False,
+          allow_outside_root: bool = False) -> None:
+    """Serve until Ctrl-C, SIGTERM or SIGHUP; each one removes the temporary DuckDB files."""
+    srv = ManifestServer(uri, host, port, verbose=verbose, allow_outside_root=allow_outside_root)
+    old: dict[int, object] = {}
+
+    def stop(signum, frame) -> None:
+        raise _Stop(signum)
+
     try:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+                if sig is not None:
+                    old[sig] = signal.signal(sig, stop)
+        t = srv.db.totals()
+        print(f"matalu manifests: {t['n_samples']} samples, {t['hours']:.3f} h from {uri}")
+        print(f"serving on {srv.url}  (Ctrl-C stops)", flush=True)
         srv.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stop):
         pass
     finally:
         srv.close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 PAGE = r"""<!doctype html>

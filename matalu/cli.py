@@ -10,9 +10,10 @@ import sys
 
 from jobs.cluster import ClusterError
 from matalu.commands import COMMANDS
+from storage.errors import StorageError
 
 # Errors a user can fix: printed as one line, exit status 2 (no traceback).
-USER_ERRORS = (FileNotFoundError, ValueError, KeyError, PermissionError, ClusterError)
+USER_ERRORS = (FileNotFoundError, ValueError, KeyError, PermissionError, ClusterError, StorageError)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -57,6 +57,10 @@ class IngestConfig:
     num_workers: int | None = None  # unit-processing actors; default: one per CPU in the cluster
     num_cpus: int | None = None  # CPUs for a local Ray started by this job
     unit_size: int = 8  # recordings per work unit
+    # A unit decodes and VAD-s its recordings in groups of at most this much audio (a longer recording goes alone),
+    # so its peak memory is bounded by this plus its longest recording, not by its total hours. Not part of the
+    # processing fingerprint: it can change VAD probabilities only by float rounding (~1e-7).
+    vad_batch_max_s: float = 1800.0
     sample_rate: int = 16000
     vad: VadConfig = field(default_factory=VadConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
@@ -65,12 +69,15 @@ class IngestConfig:
     storage: StorageOptions = field(default_factory=StorageOptions)
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
     exclude_licenses: list[str] = field(default_factory=list)  # globs, e.g. ["CC-BY-NC*"]: rejected while preparing
+    allow_empty: bool = False  # commit a run whose sources give no recordings / no samples (else it fails)
 
     def validate(self) -> None:
         if self.sample_rate != 16000:
             raise ValueError("sample_rate must be 16000: Silero VAD and the codec work at 16 kHz")
         if self.unit_size < 1:
             raise ValueError("unit_size must be at least 1")
+        if self.vad_batch_max_s <= 0:
+            raise ValueError("vad_batch_max_s must be positive (seconds of audio a unit holds at once)")
         if not self.sources:
             raise ValueError("no sources configured")
         self.segment.validate()

@@ -16,10 +16,11 @@ from typing import Callable
 import storage
 from jobs.cluster import init_ray as _init_ray
 from jobs.runner import JobResult, JobSpec, new_run_id, run_job
-from manifests.io import manifest_uri, read_table
+from manifests.io import manifest_uri, read_rows, read_table
 from manifests.rows import Diarization, Recording, Reject, Sample, Shard
 from pipelines import sources as source_registry
 from pipelines.config import IngestConfig, config_from_dict
+from pipelines.empty import empty_output_message, require_recordings
 from pipelines.unit import UnitProcessor, WorkUnit, make_units
 
 log = logging.getLogger("matalu.ingest")
@@ -61,7 +62,9 @@ def prepare_sources(cfg: IngestConfig, say: Callable[[str], None] = print) -> tu
             seen.add(row.recording_id)
             recordings.append(row)
             n += 1
-        say(f"[source] {spec.name}: {n} recordings, {sum(1 for r in rejects if r.source == mod.NAME)} rejected while preparing")
+        mine = [r for r in rejects if r.source == mod.NAME]
+        say(f"[source] {spec.name}: {n} recordings, {len(mine)} rejected while preparing")
+        require_recordings(spec.name, n, mine, cfg.allow_empty)
     return recordings, rejects
 
 
@@ -116,7 +119,12 @@ def run_ingest(cfg: IngestConfig, *, command: str = "matalu ingest", say: Callab
         if "der_collar0" in counts:
             say(f"[ingest] diarization check on recordings with true turns: DER {100 * counts['der_collar0']:.2f}% "
                 "(collar 0, overlap scored; per recording in manifests/diarization.parquet)")
-        return [f"{len(missing)} unaccounted recordings"] if missing else []
+        problems = [f"{len(missing)} unaccounted recordings"] if missing else []
+        if not counts.get("samples") and len(done) == len(units):  # zero samples: refused unless --allow-empty
+            empty = empty_output_message(0, sum(len(u.recordings) for u in done),
+                                         read_rows(manifest_uri(cfg.out, "rejects"), Reject), cfg.allow_empty)
+            problems += [empty] if empty else []
+        return problems
 
     spec = JobSpec(
         name="ingest", root=cfg.out, units=units, unit_type=WorkUnit,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -100,84 +102,123 @@ class UnitProcessor:
 
     # ------------------------------------------------------------------------------------------------------
     def process(self, unit: WorkUnit) -> dict:
+        """Process the unit's recordings in bounded memory (DESIGN §4).
+
+        Recordings are read and decoded in order into a group until the group holds ``cfg.vad_batch_max_s`` of
+        audio (a longer recording makes a group alone); the group is VAD-ed as one batch, diarized and cut, its
+        samples are FLAC-encoded at once into a temporary spill file, and its audio is dropped before the next
+        recording is read. The shards are then written from the spill file in sample-id order. A unit's peak
+        memory is bounded by that budget plus its longest recording, not by its total hours; a unit of short
+        recordings is still one group, as before (one VAD batch, the same bytes)."""
         t0 = time.perf_counter()
-        cfg, sr = self.cfg, self.cfg.sample_rate
-        rejects: list[Reject] = []
+        cfg = self.cfg
+        # rejects by phase, concatenated in this order (decode, then diarize, then VAD/segment) as before
+        phases: dict[str, list[Reject]] = {"decode": [], "diarize": [], "segment": []}
         recs: list[Recording] = []
-        decoded: list[tuple[Recording, Decoded, list[_Track]]] = []
+        diar_rows: list[Diarization] = []
+        items: dict[str, list[tuple[Sample, int, int]]] = {"mono": [], "dialog": []}
+        seconds_in = 0.0
+        group: list[tuple[Recording, Decoded, list[_Track]]] = []
 
-        def reject(rec: Recording, item: str, stage: str, reason: str, detail: str, seconds: float | None = None) -> None:
-            rejects.append(Reject(item=item, stage=stage, reason=reason, detail=detail, source=rec.source,
-                                  recording_id=rec.recording_id, seconds=seconds))
+        def rejecter(phase: str):
+            def reject(rec: Recording, item: str, stage: str, reason: str, detail: str,
+                       seconds: float | None = None) -> None:
+                phases[phase].append(Reject(item=item, stage=stage, reason=reason, detail=detail, source=rec.source,
+                                            recording_id=rec.recording_id, seconds=seconds))
+            return reject
 
-        for rec in unit.recordings:
-            rec = Recording.from_dict(rec.to_dict())
-            recs.append(rec)
-            try:
-                data = read_audio(rec)
-            except Exception as e:  # missing file, S3 error, HTTP error, bad parquet member
-                reject(rec, rec.recording_id, "read", "unreadable", f"cannot read {rec.uri}: {type(e).__name__}: {e}")
-                continue
-            rec.sha256 = storage.sha256_bytes(data)
-            try:
-                dec = decode_bytes(data, rec.uri, sr)
-            except DecodeError as e:
-                reject(rec, rec.recording_id, "decode", e.reason, e.detail)
-                continue
-            rec.duration_s = round(dec.duration_s, 4)
-            rec.sample_rate = dec.orig_sample_rate
-            rec.channels = dec.orig_channels
-            if rec.channel_roles and len(rec.channel_roles) == dec.channels:
-                tracks = [_Track(c, dec.audio[c]) for c in range(dec.channels)]
-            else:
-                mix = dec.audio.mean(axis=0) if dec.channels > 1 else dec.audio[0]
-                tracks = [_Track(-1, np.ascontiguousarray(mix))]
-            decoded.append((rec, dec, tracks))
+        def flush(spill) -> None:
+            all_tracks = [t for _, _, ts in group for t in ts]
+            for t, p in zip(all_tracks, self.vad.probs([t.audio for t in all_tracks])):
+                t.regions = speech_regions(p, len(t.audio), cfg.vad, cfg.sample_rate)
+                t.mask = speech_mask(t.regions, len(t.audio), cfg.sample_rate)
+                t.noise = Q.noise_floor(t.audio, t.mask)
+            diar_rows.extend(self._diarize(group, rejecter("diarize")))
+            for rec, dec, tracks in group:
+                for kind, cut in self._cut(rec, dec, tracks, rejecter("segment")).items():
+                    for smp, audio in cut:
+                        flac = encode_flac(audio, cfg.sample_rate, cfg.shards.flac_compression)
+                        smp.sha256 = storage.sha256_bytes(flac)
+                        items[kind].append((smp, spill.tell(), len(flac)))
+                        spill.write(flac)
+            group.clear()  # the group's audio goes before the next recording is read
 
-        all_tracks = [t for _, _, ts in decoded for t in ts]
-        for t, p in zip(all_tracks, self.vad.probs([t.audio for t in all_tracks])):
-            t.regions = speech_regions(p, len(t.audio), cfg.vad, sr)
-            t.mask = speech_mask(t.regions, len(t.audio), sr)
-            t.noise = Q.noise_floor(t.audio, t.mask)
+        with tempfile.TemporaryFile(prefix="matalu-unit-") as spill:
+            group_s = 0.0
+            for rec in unit.recordings:
+                rec = Recording.from_dict(rec.to_dict())
+                recs.append(rec)
+                got = self._decode(rec, rejecter("decode"))
+                if got is None:
+                    continue
+                group.append((rec, *got))
+                seconds_in += got[0].duration_s
+                group_s += got[0].duration_s
+                del got
+                if group_s >= cfg.vad_batch_max_s:
+                    flush(spill)
+                    group_s = 0.0
+            if group:
+                flush(spill)
 
-        diar_rows = self._diarize(decoded, reject)
+            shard_rows: list[Shard] = []
+            samples: list[Sample] = []
+            for kind in ("mono", "dialog"):
+                if items[kind]:
+                    shard_rows += self._write_shards(unit, kind, items[kind], spill)
+                    samples += [s for s, _, _ in items[kind]]
 
-        mono: list[tuple[Sample, np.ndarray]] = []
-        dialog: list[tuple[Sample, np.ndarray]] = []
-        for rec, dec, tracks in decoded:
-            rid = safe_id(rec.recording_id)
-            if not any(t.regions for t in tracks):
-                reject(rec, rec.recording_id, "vad", "no_speech", f"no speech found in {dec.duration_s:.2f} s of audio",
-                       round(dec.duration_s, 3))
-                continue
-            try:
-                m = self._mono(rec, rid, tracks, reject) if cfg.segment.mono else []
-                d = self._dialogs(rec, rid, dec, tracks, reject) if cfg.segment.dialog and rec.turns else []
-            except Exception as e:  # a bug must not lose the recording: it is rejected with the error
-                reject(rec, rec.recording_id, "segment", "internal_error", f"{type(e).__name__}: {e}")
-                continue
-            mono += m
-            dialog += d
-
-        shard_rows: list[Shard] = []
-        samples: list[Sample] = []
-        for kind, items in (("mono", mono), ("dialog", dialog)):
-            if not items:
-                continue
-            shard_rows += self._write_shards(unit, kind, items)
-            samples += [s for s, _ in items]
-
+        rejects = phases["decode"] + phases["diarize"] + phases["segment"]
         self._commit_parts(unit, recs, samples, rejects, shard_rows, diar_rows)
         return {
             "unit_id": unit.unit_id,
             "recordings": len(recs),
-            "mono": len(mono),
-            "dialog": len(dialog),
+            "mono": len(items["mono"]),
+            "dialog": len(items["dialog"]),
             "rejects": len(rejects),
-            "seconds_in": round(sum(d.duration_s for _, d, _ in decoded), 3),
+            "seconds_in": round(seconds_in, 3),
             "seconds_out": round(sum(s.duration_s for s in samples), 3),
             "elapsed_s": round(time.perf_counter() - t0, 3),
         }
+
+    def _decode(self, rec: Recording, reject) -> tuple[Decoded, list[_Track]] | None:
+        """Read and decode one recording (its file bytes are dropped on return); None when it was rejected."""
+        try:
+            data = read_audio(rec)
+        except Exception as e:  # missing file, S3 error, HTTP error, bad parquet member
+            reject(rec, rec.recording_id, "read", "unreadable", f"cannot read {rec.uri}: {type(e).__name__}: {e}")
+            return None
+        rec.sha256 = storage.sha256_bytes(data)
+        try:
+            dec = decode_bytes(data, rec.uri, self.cfg.sample_rate)
+        except DecodeError as e:
+            reject(rec, rec.recording_id, "decode", e.reason, e.detail)
+            return None
+        rec.duration_s = round(dec.duration_s, 4)
+        rec.sample_rate = dec.orig_sample_rate
+        rec.channels = dec.orig_channels
+        if rec.channel_roles and len(rec.channel_roles) == dec.channels:
+            tracks = [_Track(c, dec.audio[c]) for c in range(dec.channels)]
+        else:
+            mix = dec.audio.mean(axis=0) if dec.channels > 1 else dec.audio[0]
+            tracks = [_Track(-1, np.ascontiguousarray(mix))]
+        return dec, tracks
+
+    def _cut(self, rec: Recording, dec: Decoded, tracks: list[_Track], reject) -> dict[str, list[tuple[Sample, np.ndarray]]]:
+        """One recording's mono and dialog samples with their audio (a recording without speech is rejected)."""
+        cfg = self.cfg
+        rid = safe_id(rec.recording_id)
+        if not any(t.regions for t in tracks):
+            reject(rec, rec.recording_id, "vad", "no_speech", f"no speech found in {dec.duration_s:.2f} s of audio",
+                   round(dec.duration_s, 3))
+            return {}
+        try:
+            m = self._mono(rec, rid, tracks, reject) if cfg.segment.mono else []
+            d = self._dialogs(rec, rid, dec, tracks, reject) if cfg.segment.dialog and rec.turns else []
+        except Exception as e:  # a bug must not lose the recording: it is rejected with the error
+            reject(rec, rec.recording_id, "segment", "internal_error", f"{type(e).__name__}: {e}")
+            return {}
+        return {"mono": m, "dialog": d}
 
     # ------------------------------------------------------------------------------------------------------
     def _diarize(self, decoded, reject) -> list[Diarization]:
@@ -278,7 +319,8 @@ class UnitProcessor:
             out.append((smp, audio))
         return out
 
-    def _write_shards(self, unit: WorkUnit, kind: str, items: list[tuple[Sample, np.ndarray]]) -> list[Shard]:
+    def _write_shards(self, unit: WorkUnit, kind: str, items: list[tuple[Sample, int, int]], spill) -> list[Shard]:
+        """Shards of ``kind`` from samples whose FLAC bytes sit in ``spill`` at (offset, length), in sample-id order."""
         cfg = self.cfg
         base = storage.join(cfg.out, "segments", unit.source, kind)
         items.sort(key=lambda it: it[0].sample_id)
@@ -289,16 +331,15 @@ class UnitProcessor:
         )
         seconds: dict[int, float] = {}
         with writer:
-            for smp, audio in items:
-                flac = encode_flac(audio, cfg.sample_rate, cfg.shards.flac_compression)
-                smp.sha256 = storage.sha256_bytes(flac)
+            for smp, offset, length in items:
+                flac = os.pread(spill.fileno(), length, offset)
                 meta = smp.to_dict()
                 for k in ("shard", "tar_offset", "tar_bytes"):  # where it is stored is the manifest's business
                     meta.pop(k)
                 meta["turns"] = [dict(t) for t in meta["turns"]]
                 part = writer.write(smp.sample_id, {"flac": flac, "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()})
                 seconds[part] = seconds.get(part, 0.0) + smp.duration_s
-        for smp, _ in items:
+        for smp, _, _ in items:
             smp.shard, smp.tar_offset, smp.tar_bytes = writer.location(smp.sample_id)
         return [
             Shard(uri=info.uri, kind="segments", sample_kind=kind, source=unit.source, unit=unit.unit_id,

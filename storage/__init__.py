@@ -2,6 +2,7 @@
 
 Imports nothing from the other matalu packages (docs/DESIGN.md §2)."""
 
+from storage.errors import StorageError
 from storage.shards import (
     ShardInfo,
     ShardWriter,
@@ -34,6 +35,7 @@ from storage.uri import (
 )
 
 __all__ = [
+    "StorageError",
     "StorageOptions",
     "configure",
     "current_options",

@@ -109,13 +109,9 @@ def _marker_matches(marker: Path, stamp: dict) -> bool:
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from storage.uri import write_text  # atomic, fsynced, no temp file left on error
+
+    write_text(str(path), json.dumps(obj, sort_keys=True) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------

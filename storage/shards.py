@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from storage.uri import join, list_files, put_file, read_bytes, read_range, sha256_file
+from storage.errors import with_path
+from storage.uri import join, list_files, put_file, read_bytes, read_range, remove, sha256_file
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _TAR_BLOCK = 512
@@ -122,9 +123,14 @@ class ShardWriter:
             self._open_part()
         assert self._tar is not None
         start = self._tar.offset
-        for ext in sorted(members):
-            data = members[ext]
-            self._tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))
+        try:
+            for ext in sorted(members):
+                data = members[ext]
+                self._tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))
+        except OSError as e:  # a full temp disk: say which file (write() errors name none)
+            if (named := with_path(e, self._path or self._tmp.name)) is not e:
+                raise named from e
+            raise
         self._seen.add(key)
         self._keys.append(key)
         self._spans.append((start, self._tar.offset - start))
@@ -140,15 +146,30 @@ class ShardWriter:
         return self.shards[part].uri, offset, nbytes
 
     def close(self) -> list[ShardInfo]:
-        self._close_part()
+        try:
+            self._close_part()
+        except BaseException:
+            self.abort()
+            raise
         self._tmp.cleanup()
         return self.shards
 
     def abort(self) -> None:
+        """Drop everything this writer made: its temp files and the parts it already committed (nothing refers to
+        them: the caller failed before recording them)."""
         if self._tar is not None:
-            self._tar.close()
+            try:
+                self._tar.close()
+            except OSError:  # a full disk again: the temp dir goes anyway
+                pass
             self._tar = None
         self._tmp.cleanup()
+        for info in self.shards:
+            try:
+                remove(info.uri)
+            except Exception:  # best effort: the unit stays uncommitted, a rerun rewrites the same names
+                pass
+        self.shards = []
 
     def __enter__(self) -> "ShardWriter":
         return self

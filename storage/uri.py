@@ -9,12 +9,16 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from storage.errors import StorageError, s3_error, with_path
 
 _CHUNK = 1 << 20
 
@@ -119,6 +123,20 @@ def _s3():
     return client
 
 
+@contextmanager
+def _s3_errors(uri: str, action: str):
+    """S3 failures a user can fix (no bucket, bad keys, endpoint down) become one :class:`StorageError` sentence."""
+    try:
+        yield
+    except (FileNotFoundError, StorageError):
+        raise
+    except Exception as e:
+        err = s3_error(e, uri, _options.endpoint_url, action)
+        if err is None:
+            raise
+        raise err from e
+
+
 def _is_missing(err: Exception) -> bool:
     code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
     return str(code) in ("404", "NoSuchKey", "NotFound")
@@ -129,13 +147,14 @@ def exists(uri: str) -> bool:
         bucket, key = _split_s3(uri)
         from botocore.exceptions import ClientError
 
-        try:
-            _s3().head_object(Bucket=bucket, Key=key)
-            return True
-        except ClientError as e:
-            if _is_missing(e):
-                return False
-            raise
+        with _s3_errors(uri, "read"):
+            try:
+                _s3().head_object(Bucket=bucket, Key=key)
+                return True
+            except ClientError as e:
+                if _is_missing(e):
+                    return False
+                raise
     return local_path(uri).exists()
 
 
@@ -144,12 +163,13 @@ def read_bytes(uri: str) -> bytes:
         bucket, key = _split_s3(uri)
         from botocore.exceptions import ClientError
 
-        try:
-            return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError as e:
-            if _is_missing(e):
-                raise FileNotFoundError(uri) from e
-            raise
+        with _s3_errors(uri, "read"):
+            try:
+                return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+            except ClientError as e:
+                if _is_missing(e):
+                    raise FileNotFoundError(uri) from e
+                raise
     if str(uri).startswith(("http://", "https://")):
         import urllib.request
 
@@ -171,23 +191,30 @@ def _atomic_local_write(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        _unlink(tmp)
+        if isinstance(e, OSError) and (named := with_path(e, path)) is not e:
+            raise named from e
         raise
+
+
+def _unlink(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def write_bytes(uri: str, data: bytes) -> None:
     """Write all of ``data`` to ``uri`` atomically: readers see the old object or the new one, never a part."""
     if is_s3(uri):
         bucket, key = _split_s3(uri)
-        if len(data) >= MULTIPART_THRESHOLD:  # large checkpoints and manifests: in parts
-            import io
+        with _s3_errors(uri, "write"):
+            if len(data) >= MULTIPART_THRESHOLD:  # large checkpoints and manifests: in parts
+                import io
 
-            _s3().upload_fileobj(io.BytesIO(data), bucket, key, Config=_transfer_config())
-        else:
+                _s3().upload_fileobj(io.BytesIO(data), bucket, key, Config=_transfer_config())
+                return
             _s3().put_object(Bucket=bucket, Key=key, Body=data)
         return
     _atomic_local_write(local_path(uri), data)
@@ -202,24 +229,36 @@ def put_file(local: str | Path, uri: str) -> None:
     local = Path(local)
     if is_s3(uri):
         bucket, key = _split_s3(uri)
-        _s3().upload_file(str(local), bucket, key, Config=_transfer_config())
+        with _s3_errors(uri, "write"):
+            _s3().upload_file(str(local), bucket, key, Config=_transfer_config())
         return
     dst = local_path(uri)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(local, dst)
-    except OSError:  # other filesystem: copy to a temp name beside the target, then rename
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        return
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+    # another filesystem: copy to a temp name beside the target, then rename; the temp file never outlives an error
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
         with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
             while chunk := src.read(_CHUNK):
                 out.write(chunk)
         os.replace(tmp, dst)
+    except BaseException as e:
+        _unlink(tmp)
+        if isinstance(e, OSError) and (named := with_path(e, dst)) is not e:
+            raise named from e
+        raise
 
 
 def remove(uri: str) -> None:
     if is_s3(uri):
         bucket, key = _split_s3(uri)
-        _s3().delete_object(Bucket=bucket, Key=key)
+        with _s3_errors(uri, "delete"):
+            _s3().delete_object(Bucket=bucket, Key=key)
         return
     try:
         local_path(uri).unlink()
@@ -247,12 +286,13 @@ def list_files(prefix: str, suffix: str = "") -> list[str]:
         bucket, key = _split_s3(prefix)
         key = key.rstrip("/") + "/" if key else ""
         out: list[str] = []
-        for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-            for obj in page.get("Contents", []):
-                k = obj["Key"]
-                name = k.rsplit("/", 1)[-1]
-                if k.endswith(suffix) and not name.startswith("."):
-                    out.append(f"s3://{bucket}/{k}")
+        with _s3_errors(prefix, "list"):
+            for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                for obj in page.get("Contents", []):
+                    k = obj["Key"]
+                    name = k.rsplit("/", 1)[-1]
+                    if k.endswith(suffix) and not name.startswith("."):
+                        out.append(f"s3://{bucket}/{k}")
         return sorted(out)
     root = local_path(prefix)
     if not root.exists():
@@ -289,15 +329,17 @@ def read_range(uri: str, start: int, length: int) -> bytes:
         bucket, key = _split_s3(uri)
         from botocore.exceptions import ClientError
 
-        try:
-            data = _s3().get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")["Body"].read()
-        except ClientError as e:
-            if _is_missing(e):
-                raise FileNotFoundError(uri) from e
-            if str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) in ("InvalidRange", "416"):
-                data = b""
-            else:
-                raise
+        with _s3_errors(uri, "read"):
+            try:
+                data = _s3().get_object(Bucket=bucket, Key=key,
+                                        Range=f"bytes={start}-{start + length - 1}")["Body"].read()
+            except ClientError as e:
+                if _is_missing(e):
+                    raise FileNotFoundError(uri) from e
+                if str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) in ("InvalidRange", "416"):
+                    data = b""
+                else:
+                    raise
     else:
         with open(local_path(uri), "rb") as f:
             f.seek(start)

@@ -26,6 +26,11 @@ def test_bad_inputs_become_rejects_with_reasons(ray_session, tmp_path):
     (d / "empty.wav").write_bytes(b"")
     full = (d / "good48k.wav").read_bytes()
     (d / "truncated.wav").write_bytes(full[: len(full) // 3])
+    flac = (d / "stereo44k.flac").read_bytes()
+    (d / "cut.flac").write_bytes(flac[: len(flac) // 2])
+    huge = telugu_speech(sr=16000)
+    huge[1000:1005] = 1e30
+    sf.write(d / "huge.wav", huge, 16000, subtype="FLOAT")
     (d / "notes.wav").write_text("ఇది ఆడియో కాదు.\n" * 50, encoding="utf-8")
     nan = telugu_speech(sr=16000)
     nan[1000:1010] = np.nan
@@ -38,7 +43,7 @@ def test_bad_inputs_become_rejects_with_reasons(ray_session, tmp_path):
 
     rows = ["path\ttext\tspeaker\tlicense"]
     names = ["good48k.wav", "stereo44k.flac", "low8k.mp3", "phone.m4a", "vorbis.ogg", "empty.wav", "truncated.wav",
-             "notes.wav", "nan.wav", "silence.wav", "blip.wav", "clipped.wav", "missing.wav"]
+             "notes.wav", "nan.wav", "silence.wav", "blip.wav", "clipped.wav", "missing.wav", "cut.flac", "huge.wav"]
     rows += [f"{n}\t{TELUGU}\tspk{i % 3}\tCC-BY-4.0" for i, n in enumerate(names)]
     rows += ["\tఈ లైనుకు ఫైలు లేదు\tspk9\tCC-BY-4.0"]  # a line without a path
     listing = d / "listing.tsv"
@@ -58,7 +63,8 @@ def test_bad_inputs_become_rejects_with_reasons(ray_session, tmp_path):
         reasons.setdefault(r.recording_id or r.item, set()).add(r.reason)
     expected = {"empty.wav": "empty_file", "truncated.wav": "truncated", "notes.wav": "undecodable",
                 "nan.wav": "non_finite", "silence.wav": "no_speech", "blip.wav": "too_short",
-                "clipped.wav": "clipping", "missing.wav": "unreadable"}
+                "clipped.wav": "clipping", "missing.wav": "unreadable",
+                "cut.flac": "truncated", "huge.wav": "out_of_range"}
     for name, reason in expected.items():
         assert reasons.get(by_file[name]) == {reason}, (name, reasons.get(by_file[name]))
         assert not any(s.recording_id == by_file[name] for s in samples), name

@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
                    help="leave out recordings whose license matches (glob, repeatable), e.g. 'CC-BY-NC*'; reported as rejects")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (MinIO, Ceph); credentials come from the AWS chain")
     p.add_argument("--unit-size", type=int, help="recordings per work unit")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="commit even when the sources give no recordings or no samples (otherwise that is an error)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -44,6 +46,8 @@ def run(args) -> int:
         v = getattr(args, name)
         if v is not None:
             setattr(cfg, name, v)
+    if args.allow_empty:
+        cfg.allow_empty = True
     if args.exclude_license:
         cfg.exclude_licenses = list(args.exclude_license)
     source_opts = parse_source_flags(args)

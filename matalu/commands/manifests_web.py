@@ -18,6 +18,8 @@ def add_subcommands(ms) -> None:
     a.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     a.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; default 8765)")
     a.add_argument("--verbose", action="store_true", help="log each request")
+    a.add_argument("--allow-outside-root", action="store_true",
+                   help="also serve shards the manifests place outside the dataset's directory (default: refused)")
     a = ms.add_parser("report", help="the same overview as one static HTML file (inline SVG plots, no JS)")
     a.add_argument("uri")
     a.add_argument("-o", "--output", default="report.html", help="HTML file to write (local path or s3://)")
@@ -46,7 +48,8 @@ def run(args) -> int | None:
     if cmd == "serve":
         from manifests.web import serve
 
-        serve(args.uri, host=args.host, port=args.port, verbose=args.verbose)
+        serve(args.uri, host=args.host, port=args.port, verbose=args.verbose,
+              allow_outside_root=args.allow_outside_root)
         return 0
     if cmd == "report":
         from manifests.report import write_report

@@ -20,12 +20,12 @@ Malformed rows, clips that are not in ``clips/``, and duplicates become ``Reject
 
 from __future__ import annotations
 
-import csv
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from manifests.rows import Recording, Reject
+from pipelines.sources.listing import read_lines
 from pipelines.sources.manifest import safe_id
 from pipelines.sources.usercopy import fetch_user_copy, user_copy_roots
 
@@ -109,56 +109,56 @@ def _votes(value: str | None) -> int:
 
 def _tsv_rows(tsv: Path, rel: str, split: str, clips: Path, min_up: int,
               max_down: int | None) -> Iterator[Recording | Reject]:
-    with open(tsv, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{rel}: not a Common Voice TSV (no {', '.join(missing)} column; header is "
-                             f"{reader.fieldnames})")
-        width = len(reader.fieldnames or [])
-        for row in reader:
-            n = reader.line_num
-            item = f"{rel}:{n}"
-            extra = row.pop(None, None)
-            if extra is not None or any(v is None for v in row.values()):
-                got = width + len(extra) if extra is not None else sum(v is not None for v in row.values())
-                yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME,
-                             detail=f"{rel} line {n}: {got} tab-separated fields, the header has {width}")
-                continue
-            path = row["path"].strip()
-            text = unicodedata.normalize("NFC", row["sentence"].strip())
-            if not path or not text:
-                yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME,
-                             detail=f"{rel} line {n}: empty {'path' if not path else 'sentence'}")
-                continue
-            if "/" in path or "\\" in path or path in (".", ".."):
-                yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME,
-                             detail=f"{rel} line {n}: path {path!r} is not a file name in clips/")
-                continue
-            rid = safe_id(Path(path).stem if path.lower().endswith((".mp3", ".wav", ".ogg")) else path)
-            try:
-                up, down = _votes(row.get("up_votes")), _votes(row.get("down_votes"))
-            except ValueError:
-                yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME, recording_id=rid,
-                             detail=f"{rel} line {n}: up_votes/down_votes are not integers "
-                                    f"({row.get('up_votes')!r}, {row.get('down_votes')!r})")
-                continue
-            if up < min_up or (max_down is not None and down > max_down):
-                why = [f"up_votes={up} < min_up_votes={min_up}"] if up < min_up else []
-                if max_down is not None and down > max_down:
-                    why.append(f"down_votes={down} > max_down_votes={max_down}")
-                yield Reject(item=rid, stage="prepare", reason="votes", source=NAME, recording_id=rid,
-                             detail=f"{rel} line {n}: {'; '.join(why)}")
-                continue
-            clip = clips / path
-            if not clip.is_file():
-                yield Reject(item=rid, stage="prepare", reason="missing_audio", source=NAME, recording_id=rid,
-                             detail=f"{rel} line {n} lists clips/{path}, which is not in the archive")
-                continue
-            yield Recording(recording_id=rid, source=NAME, uri=str(clip.resolve()), member="",
-                            speaker_id=row["client_id"].strip(), gender=_gender(row.get("gender") or ""),
-                            text=text, language=LANGUAGE, license=LICENSE,
-                            split="" if split == "validated" else split)
+    lines = [(n, line) for n, line in read_lines(tsv, rel) if line.strip()]
+    fieldnames = lines[0][1].split("\t") if lines else []
+    missing = [c for c in REQUIRED_COLUMNS if c not in fieldnames]
+    if missing:
+        raise ValueError(f"{rel}: not a Common Voice TSV (no {', '.join(missing)} column; header is "
+                         f"{fieldnames})")
+    width = len(fieldnames)
+    for n, line in lines[1:]:
+        # one physical line, one record (QUOTE_NONE: a quote is text)
+        item = f"{rel}:{n}"
+        values = line.split("\t")
+        if len(values) != width:
+            yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME,
+                         detail=f"{rel} line {n}: {len(values)} tab-separated fields, the header has {width}")
+            continue
+        row = dict(zip(fieldnames, values))
+        path = row["path"].strip()
+        text = unicodedata.normalize("NFC", row["sentence"].strip())
+        if not path or not text:
+            yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME,
+                         detail=f"{rel} line {n}: empty {'path' if not path else 'sentence'}")
+            continue
+        if "/" in path or "\\" in path or path in (".", ".."):
+            yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME,
+                         detail=f"{rel} line {n}: path {path!r} is not a file name in clips/")
+            continue
+        rid = safe_id(Path(path).stem if path.lower().endswith((".mp3", ".wav", ".ogg")) else path)
+        try:
+            up, down = _votes(row.get("up_votes")), _votes(row.get("down_votes"))
+        except ValueError:
+            yield Reject(item=item, stage="prepare", reason="bad_line", source=NAME, recording_id=rid,
+                         detail=f"{rel} line {n}: up_votes/down_votes are not integers "
+                                f"({row.get('up_votes')!r}, {row.get('down_votes')!r})")
+            continue
+        if up < min_up or (max_down is not None and down > max_down):
+            why = [f"up_votes={up} < min_up_votes={min_up}"] if up < min_up else []
+            if max_down is not None and down > max_down:
+                why.append(f"down_votes={down} > max_down_votes={max_down}")
+            yield Reject(item=rid, stage="prepare", reason="votes", source=NAME, recording_id=rid,
+                         detail=f"{rel} line {n}: {'; '.join(why)}")
+            continue
+        clip = clips / path
+        if not clip.is_file():
+            yield Reject(item=rid, stage="prepare", reason="missing_audio", source=NAME, recording_id=rid,
+                         detail=f"{rel} line {n} lists clips/{path}, which is not in the archive")
+            continue
+        yield Recording(recording_id=rid, source=NAME, uri=str(clip.resolve()), member="",
+                        speaker_id=row["client_id"].strip(), gender=_gender(row.get("gender") or ""),
+                        text=text, language=LANGUAGE, license=LICENSE,
+                        split="" if split == "validated" else split)
 
 
 def prepare(downloaded: str | Path, *, splits: Iterable[str] | str = ("validated",), min_up_votes: int = 0,

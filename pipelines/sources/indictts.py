@@ -22,6 +22,7 @@ from pathlib import Path
 
 from manifests.rows import Recording, Reject
 from pipelines.sources import hfparquet as H
+from pipelines.sources.listing import read_lines
 from pipelines.sources.manifest import safe_id
 from pipelines.sources.usercopy import fetch_user_copy
 
@@ -120,7 +121,7 @@ def _prepare_iitm(root: Path, license: str) -> Iterator[Recording | Reject]:
         speaker = f"indictts-te-{gender or 'unknown'}"
         rel = pf.relative_to(root).as_posix()
         used: set[str] = set()
-        for n, line in enumerate(pf.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        for n, line in read_lines(pf, rel):
             if not line.strip():
                 continue
             item = f"{rel}:{n}"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from manifests.rows import Recording, Reject
 from pipelines.sources import hfparquet as H
+from pipelines.sources.listing import read_lines
 from pipelines.sources.manifest import safe_id
 from pipelines.sources.usercopy import fetch_user_copy
 
@@ -126,7 +127,7 @@ def _prepare_tar(root: Path, language: str, license: str) -> Iterator[Recording 
                 continue
             rel = tfile.relative_to(root).as_posix()
             used: set[str] = set()
-            for n, line in enumerate(tfile.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            for n, line in read_lines(tfile, rel):
                 if not line.strip():
                     continue
                 item = f"{rel}:{n}"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from manifests.rows import Recording, Reject
 from pipelines.sources.common import first_wins
+from pipelines.sources.listing import read_lines
 from pipelines.sources.manifest import safe_id
 from pipelines.sources.usercopy import fetch_user_copy, user_copy_roots
 
@@ -108,7 +109,7 @@ def _split_rows(split_dir: Path, target: Path) -> Iterator[Recording | Reject]:
         rel = str(tfile)
     wavs = _wav_index(split_dir)
     listed: set[str] = set()
-    for n, raw in enumerate(tfile.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for n, raw in read_lines(tfile, rel):
         if not raw.strip():
             continue
         item = f"{rel}:{n}"

@@ -68,7 +68,9 @@ def read_urls(urls: str | os.PathLike | list | tuple | None) -> list[str]:
     if isinstance(urls, (str, os.PathLike)):
         p = Path(urls).expanduser()
         if p.is_file():
-            lines = p.read_text(encoding="utf-8").splitlines()
+            from pipelines.sources.listing import read_lines  # BOM; a non-UTF-8 line is named
+
+            lines = [line for _, line in read_lines(p)]
         elif "://" in str(urls):
             lines = [str(urls)]
         else:
@@ -244,9 +246,9 @@ def _read_jsonl(p: Path) -> list[dict]:
 
 
 def _write_jsonl(p: Path, rows: list[dict]) -> None:
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(p)
+    from storage import write_text  # atomic; no temp file left on error
+
+    write_text(str(p), "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
 
 
 class _Fetcher:

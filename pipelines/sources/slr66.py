@@ -24,6 +24,7 @@ from pathlib import Path
 from manifests.rows import Recording, Reject
 from pipelines.sources import common
 from pipelines.sources.common import RemoteFile
+from pipelines.sources.listing import read_lines
 from pipelines.sources.manifest import safe_id
 
 NAME = "slr66"
@@ -137,7 +138,7 @@ def _zip_rows(root: Path, zip_name: str, target: Path) -> Iterator[Recording | R
     wavs = _wav_index(root)
     zip_gender = _name_gender(zip_name)
     listed: set[str] = set()
-    for n, raw in enumerate(index.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for n, raw in read_lines(index, rel):
         if not raw.strip():
             continue
         item = f"{rel}:{n}"

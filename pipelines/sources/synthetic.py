@@ -75,7 +75,9 @@ def load_pairs(path: str | Path | None = None) -> list[dict]:
     if not p.exists():
         raise FileNotFoundError(f"texts file {p} does not exist (expected JSONL lines like {{\"q\": ..., \"a\": ...}})")
     pairs = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    from pipelines.sources.listing import read_lines  # BOM, physical line numbers, non-UTF-8 named by line
+
+    for n, line in read_lines(p):
         if not line.strip():
             continue
         try:
@@ -84,7 +86,7 @@ def load_pairs(path: str | Path | None = None) -> list[dict]:
             raise ValueError(f"{p}:{n}: not valid JSON ({e.msg})") from e
         if not isinstance(d, dict) or not str(d.get("q", "")).strip() or not str(d.get("a", "")).strip():
             raise ValueError(f'{p}:{n}: each line needs non-empty "q" and "a" fields')
-        pairs.append({"id": str(d.get("id") or f"line{n}"), "q": d["q"].strip(), "a": d["a"].strip()})
+        pairs.append({"id": str(d.get("id") or f"line{n}"), "q": str(d["q"]).strip(), "a": str(d["a"]).strip()})
     if not pairs:
         raise ValueError(f"{p} holds no question/answer pairs")
     return pairs

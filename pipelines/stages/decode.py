@@ -8,6 +8,7 @@ ingestion job turns into a ``Reject`` row:
 ``undecodable``  not audio that either decoder can read (a text file named ``.wav``, a broken container)
 ``truncated``    the container promises more audio than the file holds (cut-off download or copy)
 ``non_finite``   samples decode to NaN or ±inf (corrupt float WAV)
+``out_of_range`` samples decode far outside [-1, 1] (a float WAV holding garbage, e.g. 1e30): over ±``MAX_ABS``
 ``empty_audio``  a valid container with no samples in it
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from storage.audio import decode_audio, resample
 
+MAX_ABS = 100.0  # 40 dB over full scale: no real recording; float garbage or mis-scaled integers
 # Leading bytes of containers libsndfile reads well; everything else goes to FFmpeg.
 _SNDFILE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM")
 
@@ -76,6 +78,25 @@ def _flac_total_samples(data: bytes) -> int | None:
     return total or None
 
 
+def _frames_before_error(data: bytes) -> int:
+    """How many frames libsndfile decodes from ``data`` before it fails (a cut-off FLAC stops mid-frame)."""
+    import io
+
+    import soundfile as sf
+
+    n = 0
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            while True:
+                block = f.read(4096, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                n += len(block)
+    except Exception:  # noqa: BLE001 - the point where decoding stops is what we measure
+        pass
+    return n
+
+
 def _decode_ffmpeg(data: bytes) -> tuple[np.ndarray, int, float | None]:
     from torchcodec.decoders import AudioDecoder
 
@@ -109,6 +130,11 @@ def decode_bytes(data: bytes, name: str = "", target_sr: int = 16000) -> Decoded
             try:
                 x, sr, header_duration = _decode_ffmpeg(data)
             except Exception:
+                if header_frames is not None:  # a FLAC whose stream ends before its header says (cut-off copy)
+                    got = _frames_before_error(data)
+                    if got < header_frames:
+                        raise DecodeError("truncated", f"the FLAC header declares {header_frames} samples but the "
+                                                       f"stream breaks off after {got} ({e_sf})") from e_sf
                 raise DecodeError("undecodable", f"cannot decode {name or 'input'}: {e_sf}") from e_sf
     else:
         try:
@@ -134,6 +160,11 @@ def decode_bytes(data: bytes, name: str = "", target_sr: int = 16000) -> Decoded
     if not finite.all():
         bad = int(x.size - finite.sum())
         raise DecodeError("non_finite", f"{bad} of {x.size} samples decode to NaN or infinity")
+    peak = float(np.abs(x).max())
+    if peak > MAX_ABS:
+        bad = int(np.count_nonzero(np.abs(x) > MAX_ABS))
+        raise DecodeError("out_of_range", f"{bad} of {x.size} samples are beyond ±{MAX_ABS:g} (peak {peak:.3g}); "
+                                          "audio samples lie in [-1, 1]: the file is corrupt or mis-scaled")
     orig_sr, orig_ch = sr, x.shape[0]
     if sr != target_sr:
         x = resample(x, sr, target_sr)

@@ -249,6 +249,19 @@ def _fold_small(emb: np.ndarray, labels: np.ndarray, seconds: np.ndarray, min_s:
         labels[labels == small] = int(np.argmax(sim))
 
 
+def _voice_encoder_class():
+    """resemblyzer's ``VoiceEncoder``, imported without the warnings its package prints on import in every process
+    (its ``audio`` module imports ``webrtcvad``, whose ``import pkg_resources`` warns that setuptools will drop it,
+    and ``scipy.ndimage.morphology``, deprecated): they say nothing about this job, and we use neither module."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*scipy\.ndimage\.morphology.*", category=DeprecationWarning)
+        from resemblyzer import VoiceEncoder
+    return VoiceEncoder
+
+
 class EmbeddedDiarizer:
     """VAD + resemblyzer speaker embeddings + clustering, on CPU, with no downloads.
 
@@ -258,7 +271,8 @@ class EmbeddedDiarizer:
     def __init__(self, cfg: DiarizeConfig | None = None) -> None:
         import librosa  # resemblyzer's own dependency: the mel filterbank it uses
         import torch
-        from resemblyzer import VoiceEncoder
+
+        VoiceEncoder = _voice_encoder_class()
 
         self.cfg = cfg or DiarizeConfig()
         self.cfg.validate()
