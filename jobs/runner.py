@@ -36,6 +36,7 @@ from typing import Any, Callable
 import storage
 from manifests.io import MANIFEST_DIR, SUCCESS, append_run, concat_tables, manifest_uri, read_table, table_bytes, to_table
 from manifests.rows import Run
+from storage.errors import StorageError, no_space_message, no_space_path
 
 DONE = "_DONE"
 PARTS = "parts"
@@ -224,6 +225,7 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
     skipped = len(spec.units) - len(todo)
     say(f"{tag} run {run_id}: {len(spec.units)} units; {skipped} already committed, {len(todo)} to process -> {spec.root}")
     failed: dict[str, str] = {}  # unit id -> why
+    full_at: list[str] = []  # paths where units found the disk full
     totals = {k: 0 for k in spec.totals}
     if todo:
         t0 = time.perf_counter()
@@ -235,7 +237,12 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
             finished.add(summary.get("unit_id", ""))
             if "error" in summary:
                 failed[summary["unit_id"]] = summary["error"]
-                say(f"{tag} unit {summary['unit_id']} failed: {summary['error']}\n{summary.get('traceback', '')}")
+                full = no_space_path(summary["error"])
+                if full is not None:  # a full disk: one line, not a traceback per unit
+                    full_at.append(full or spec.root)
+                    say(f"{tag} unit {summary['unit_id']} failed: no space left on device ({full or spec.root})")
+                else:
+                    say(f"{tag} unit {summary['unit_id']} failed: {summary['error']}\n{summary.get('traceback', '')}")
             else:
                 for k in totals:
                     totals[k] += summary.get(k, 0)
@@ -251,6 +258,22 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
         if spec.end_line:
             say(spec.end_line(totals, time.perf_counter() - t0))
     done = [u for u in spec.units if u.unit_id not in failed]
+    try:
+        counts, committed = _finish(spec, done, failed, run_id, started, fp, tag, say)
+    except OSError as e:  # the merge, the run record or _SUCCESS could not be written
+        full = no_space_path(e)
+        if full is None:
+            raise
+        raise StorageError(no_space_message(full or spec.root, len(done), len(failed))) from e
+    if full_at:
+        say(f"{tag} " + no_space_message(full_at[0], len(done), len(failed)))
+    return result_type(spec.root, run_id, len(spec.units), skipped, len(todo) - len(failed), sorted(failed), counts,
+                       committed, **spec.result_extra)
+
+
+def _finish(spec: JobSpec, done: list, failed: dict[str, str], run_id: str, started: datetime, fp: str, tag: str,
+            say: Callable[[str], None]) -> tuple[dict, bool]:
+    """Merge the done units' parts, check, sweep, record the run, and commit when nothing failed."""
     counts = merge_parts(spec, done)
     problems = spec.after_merge(counts, done) if spec.after_merge else []
     counts["failed_units"] = len(failed)
@@ -267,15 +290,14 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
                        json.dumps(spec.config, indent=2, ensure_ascii=False) + "\n")
     committed = not failed and not problems
     if committed:
-        storage.write_text(success, json.dumps({"run_id": run_id, **spec.success_extra, "units_fingerprint": fp,
+        storage.write_text(storage.join(spec.root, SUCCESS), json.dumps({"run_id": run_id, **spec.success_extra, "units_fingerprint": fp,
                                                 "counts": counts}) + "\n")
     else:
         why = [f"{len(failed)} failed units"] + problems
         say(f"{tag} NOT committed: {', '.join(why)}; rerun the same command to retry the failed units")
         for unit_id, reason in sorted(failed.items()):
             say(f"{tag}   failed unit {unit_id}: {reason.splitlines()[0] if reason else ''}")
-    return result_type(spec.root, run_id, len(spec.units), skipped, len(todo) - len(failed), sorted(failed), counts,
-                       committed, **spec.result_extra)
+    return counts, committed
 
 
 def merge_parts(spec: JobSpec, units: list) -> dict:

@@ -133,3 +133,24 @@ def test_real_full_disk_shards_and_manifests(tiny_disk, tmp_path):
         storage.write_bytes(str(tiny_disk / "manifests" / "samples.parquet"), os.urandom(600_000))
     assert no_space_path(e.value) == str(tiny_disk / "manifests" / "samples.parquet")
     assert _files(tiny_disk) == []
+
+
+def test_ingest_onto_a_full_disk_says_so_in_one_line_and_leaves_no_temp_files(tiny_disk, ray_session, synthetic_small):
+    """The whole job on a 512 KiB disk: units fail with ENOSPC; the run ends with one sentence naming the disk and
+    the units committed and not, and no temp file is left to fill the disk further."""
+    from pipelines.ingest import run_ingest
+    from storage.errors import StorageError
+    from tests.conftest import small_config
+
+    said: list[str] = []
+    cfg = small_config(tiny_disk / "out", synthetic_small)
+    try:
+        res = run_ingest(cfg, progress=False, say=said.append)
+        line = next(s for s in said if "no space left on" in s and "units committed" in s)
+        assert not res.committed and res.units_failed
+    except StorageError as e:  # the manifests themselves could not be written
+        line = str(e)
+    assert "units committed" in line and "free space and rerun" in line and str(tiny_disk) in line
+    assert not any("Traceback" in s for s in said)
+    assert not (tiny_disk / "out" / "_SUCCESS").exists()
+    assert [p for p in tiny_disk.rglob("*") if p.name.endswith(".tmp")] == []
