@@ -116,10 +116,10 @@ def train_tokenizer(data: str, out: str, vocab_size: int = 4000) -> TokenizerRes
         raise ValueError(f"no transcripts under {data} (the samples have no text); the text stream needs them")
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines), model_writer=buf, vocab_size=int(vocab_size), hard_vocab_limit=False,
-            model_type="unigram", character_coverage=1.0, unk_id=UNK, bos_id=BOS, eos_id=EOS, pad_id=PAD,
-            user_defined_symbols=["<epad>"], input_sentence_size=2_000_000, shuffle_input_sentence=False,
-            seed_sentencepiece_size=100_000, num_threads=1, minloglevel=2)
+        sentence_iterator=iter(lines), model_writer=buf, vocab_size=int(vocab_size), hard_vocab_limit=False,
+        model_type="unigram", character_coverage=1.0, unk_id=UNK, bos_id=BOS, eos_id=EOS, pad_id=PAD,
+        user_defined_symbols=["<epad>"], input_sentence_size=2_000_000, shuffle_input_sentence=False,
+        seed_sentencepiece_size=100_000, num_threads=1, minloglevel=2)
     tok = TextTokenizer(buf.getvalue())
     model_uri = storage.join(out, "tokenizer.model")
     storage.write_bytes(model_uri, tok.model_bytes)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Options whose values are local paths: made absolute so the job (whose cwd is the unpacked working_dir) finds them.
-PATH_OPTIONS = ("--out", "--config", "--sources-dir", "--texts", "--to", "--archive", "--manifest")
+PATH_OPTIONS = ("--out", "--config", "--sources-dir", "--texts", "--to", "--archive", "--manifest", "--data", "--tokenizer",
+                "--lm")
 EXCLUDES = ["/.venv", "/data", "/benchmarks/out", "__pycache__", ".pytest_cache", "*.egg-info"]  # gitignore syntax: "/x" = top level only
 
 

@@ -1,0 +1,142 @@
+"""LM training: exact resume, a finished run extended by --steps, metrics and lineage beside the checkpoints, and a
+2-worker Ray Train run (gloo) that survives a worker killed by PID through FailureConfig."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+import storage
+from lm import checkpoint as ckpt
+from lm.train import LMTrainConfig, load_config, train_local, train_ray
+from tests.lm.tokens import write_token_shards
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("lmtok") / "tokens" / "testcodec")
+    write_token_shards(root, [5, 8, 3, 9, 1], Q=4, K=64, frames=(20, 120))
+    return root
+
+
+def small(tokens, out, **kw) -> LMTrainConfig:
+    d = dict(steps=6, batch_size=2, data=tokens, out=str(out), ckpt_every=3, log_every=1, val_every=3,
+             val_fraction=0.2, warmup_steps=2, lr=3e-3)
+    d.update(kw)
+    return LMTrainConfig(**d)
+
+
+def quiet(_s: str) -> None:
+    pass
+
+
+def test_stop_and_resume_reaches_the_same_loss(tokens, tmp_path):
+    """6 steps straight vs stopped at step 3 then run again: the same losses at steps 4..6 (to the bit) and the same
+    final weights, so model, optimizer, scheduler, loader position and RNG all came back."""
+    full = train_local({}, "tiny", small(tokens, tmp_path / "full"), say=quiet)
+    part = train_local({}, "tiny", small(tokens, tmp_path / "part"), say=quiet, stop_at=3)
+    assert part.step == 3 and ckpt.latest(str(tmp_path / "part"))["step"] == 3
+    rest = train_local({}, "tiny", small(tokens, tmp_path / "part"), say=quiet)
+    assert rest.resumed_from == 3 and rest.step == 6
+    a = {m["step"]: m["loss"] for m in full.history}
+    b = {m["step"]: m["loss"] for m in rest.history}
+    assert [a[s] for s in (4, 5, 6)] == [b[s] for s in (4, 5, 6)]
+    assert a[6] < a[1]  # it learns
+    for (k, x), (_, y) in zip(full.model.state_dict().items(), rest.model.state_dict().items()):
+        assert torch.equal(x, y), k
+    # val loss per stream/codebook at steps 3 and 6; the metrics file holds every logged step of both runs
+    assert all(f"val_audio_cb{k}" in full.history[-1] for k in range(4))
+    lines = [json.loads(x) for x in storage.read_text(str(tmp_path / "part" / "metrics.jsonl")).splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3, 4, 5, 6] and lines[-1]["resumed_from"] == 3
+    # asking for fewer steps than done: nothing to do; more: the finished run goes on from its checkpoint
+    again = train_local({}, "tiny", small(tokens, tmp_path / "part", steps=5), say=quiet)
+    assert again.step == 6 and again.history == []
+    more = train_local({}, "tiny", small(tokens, tmp_path / "part", steps=8), say=quiet)
+    assert more.resumed_from == 6 and more.step == 8 and [m["step"] for m in more.history] == [7, 8]
+
+
+def test_checkpoint_holds_configs_lineage_and_is_pruned(tokens, tmp_path):
+    out = tmp_path / "run"
+    train_local({}, "tiny", small(tokens, out, steps=8, ckpt_every=2, keep_checkpoints=2), say=quiet)
+    dirs = sorted({f.rsplit("/", 1)[0] for f in storage.list_files(str(out / "checkpoints"), "meta.json")})
+    assert [d.rsplit("/", 1)[1] for d in dirs] == ["step-0000006", "step-0000008"]
+    meta = json.loads(storage.read_text(f"{dirs[-1]}/meta.json"))
+    assert meta["step"] == 8 and meta["model"]["num_codebooks"] == 4 and meta["model"]["codebook_size"] == 64
+    assert meta["train"]["steps"] == 8
+    lin = meta["lineage"]
+    assert lin["codec_id"] == "testcodec" and lin["samples"] == 26 and lin["manifests"] is False
+    assert list(lin["hours_per_license"]) == ["CC-BY-4.0"] and list(lin["hours_per_source"]) == ["synthetic"]
+    assert set(lin["hours_per_kind"]) == {"dialog", "mono"}
+    st = torch.load(f"{dirs[-1]}/state.pt", weights_only=False)
+    assert st["step"] == 8 and len(st["loader"]) == 1 and len(st["rng"]) == 1 and "scheduler" in st
+    model, cfg, tok, m = ckpt.load_lm(str(out))
+    assert tok is None and cfg.Q == 4 and m["step"] == 8 and not model.training
+
+
+def test_bad_inputs_are_clear_errors(tokens, tmp_path):
+    with pytest.raises(FileNotFoundError, match="matalu encode"):
+        train_local({}, "tiny", small(str(tmp_path / "none"), tmp_path / "o"), say=quiet)
+    with pytest.raises(ValueError, match="tokenizer"):
+        train_local({}, "tiny", small(tokens, tmp_path / "o", text=True), say=quiet)
+    train_local({}, "tiny", small(tokens, tmp_path / "o2", steps=1), say=quiet)
+    with pytest.raises(ValueError, match="another model config"):
+        train_local({"size": "tiny", "dim": 32, "num_heads": 2}, None, small(tokens, tmp_path / "o2", steps=2),
+                    say=quiet)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {stepz: 3}\n")
+    with pytest.raises(ValueError, match="stepz"):
+        load_config(str(bad))
+
+
+def _train_worker_pids() -> list[int]:
+    """PIDs of the Ray Train worker processes started under this test process (our own Ray only)."""
+    import psutil
+
+    me = psutil.Process(os.getpid())
+    out = []
+    for p in me.children(recursive=True):
+        try:
+            if "RayTrainWorker" in " ".join(p.cmdline()) or "RayTrainWorker" in p.name():
+                out.append(p.pid)
+        except psutil.Error:
+            continue
+    return out
+
+
+def test_ray_two_workers_survive_a_killed_worker(ray_session, tokens, tmp_path):
+    """Two gloo DDP workers; once the step-4 checkpoint exists one worker process is SIGKILLed by PID; FailureConfig
+    restarts the group, which resumes from the latest checkpoint and finishes with the loss of an uninterrupted
+    run at the last step (same world size: the data stream continues exactly)."""
+    cfg = small(tokens, tmp_path / "killed", steps=16, ckpt_every=4, batch_size=4, val_every=0, log_every=2,
+                max_failures=2)
+    box = {}
+    th = threading.Thread(target=lambda: box.update(r=train_ray({}, "tiny", cfg)), daemon=True)
+    th.start()
+    killed = None
+    deadline = time.time() + 240
+    while time.time() < deadline and th.is_alive():
+        info = ckpt.latest(cfg.out)
+        if info and info["step"] >= 4:
+            pids = _train_worker_pids()
+            if pids:
+                killed = pids[-1]
+                os.kill(killed, signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    th.join(300)
+    r = box["r"]
+    assert killed is not None, "the run ended before a worker could be killed"
+    assert r.error is None, r.error
+    lines = [json.loads(x) for x in storage.read_text(f"{cfg.out}/metrics.jsonl").splitlines()]
+    assert lines[-1]["step"] == 16 and any(m["resumed_from"] >= 4 for m in lines), lines
+    ref = train_ray({}, "tiny", small(tokens, tmp_path / "straight", steps=16, ckpt_every=4, batch_size=4,
+                                      val_every=0, log_every=2))
+    assert ref.error is None
+    ref_lines = [json.loads(x) for x in storage.read_text(str(tmp_path / "straight" / "metrics.jsonl")).splitlines()]
+    assert ref_lines[-1]["loss"] == pytest.approx(lines[-1]["loss"], rel=1e-6)
