@@ -93,6 +93,19 @@ class LMTrainConfig:
             kw["betas"] = tuple(float(b) for b in kw["betas"])
         return cls(**kw)
 
+    @classmethod
+    def preset(cls, size: str) -> "LMTrainConfig":
+        """The training settings configs/lm-<size>.yaml lists (the defaults, with TRAIN_PRESETS[size] on top)."""
+        return cls.from_dict(TRAIN_PRESETS.get(size, {}))
+
+
+# What differs from the LMTrainConfig defaults per model size (configs/lm-<size>.yaml lists the result).
+TRAIN_PRESETS: dict[str, dict] = {
+    "tiny": {},
+    "125m": {},
+    "1b": {"fsdp": True, "batch_size": 4, "grad_accum": 2, "lr": 2.0e-4},  # FSDP2; same windows per step as 125m
+}
+
 
 def load_config(path: str | None) -> tuple[dict, LMTrainConfig]:
     """(the ``model:`` section as a dict, the ``train:`` section) of a configs/lm-*.yaml file."""
@@ -110,8 +123,9 @@ def model_config(model: dict, size: str | None, info, tok):
     """The run's LMConfig: ``size``'s preset (or the config file's model section), with Q and K from the token
     shards and the text vocabulary from the tokenizer (none without the text stream)."""
     from lm.config import LMConfig
+    from lm.config import model_config as from_section
 
-    base = LMConfig.preset(size).to_dict() if size else (dict(model) if model else LMConfig.preset("tiny").to_dict())
+    base = (LMConfig.preset(size) if size else from_section(model)).to_dict()
     base.update(num_codebooks=info.num_codebooks, codebook_size=info.codebook_size)
     if tok is not None:
         base.update(text_vocab=tok.vocab_size, text_pad_id=tok.pad_id, text_epad_id=tok.epad_id)

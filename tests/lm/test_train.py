@@ -140,3 +140,18 @@ def test_ray_two_workers_survive_a_killed_worker(ray_session, tokens, tmp_path):
     assert ref.error is None
     ref_lines = [json.loads(x) for x in storage.read_text(str(tmp_path / "straight" / "metrics.jsonl")).splitlines()]
     assert ref_lines[-1]["loss"] == pytest.approx(lines[-1]["loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("size", ["tiny", "125m", "1b"])
+def test_documented_train_settings_are_the_defaults(size):
+    """configs/lm-<size>.yaml's train: section lists every LMTrainConfig setting with its value for that size."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "configs" / f"lm-{size}.yaml"
+    model, cfg = load_config(str(path))
+    assert cfg == LMTrainConfig.preset(size) and model["size"] == size
+    listed = yaml.safe_load(path.read_text())["train"]
+    assert set(listed) == {f.name for f in dataclasses.fields(LMTrainConfig)}
