@@ -1,0 +1,75 @@
+"""respond: user audio in -> stereo out (channel 0 the system, channel 1 the input), the input's length, through a
+real (tiny) codec saved and loaded as `matalu lm respond --codec` loads it; streaming and whole-clip codecs agree."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from lm_helpers import tiny_lm
+
+from codec.adapters import load_codec
+from codec.model import CodecConfig, CodecModel
+from lm.respond import respond
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def speechlike(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 16000
+    f0 = 110 + 60 * rng.random()
+    x = sum(np.sin(2 * math.pi * f0 * k * t) / k for k in range(1, 6)) * 0.1
+    return (x * (np.sin(2 * math.pi * 3 * t) > 0) + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_codec(tmp_path_factory):
+    from codec.train import CodecTrainConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    m = CodecModel(CodecConfig.preset("tiny")).eval()
+    run = tmp_path_factory.mktemp("codec") / "run"
+    save_checkpoint(str(run), m, None, 1, CodecTrainConfig(size="tiny"))
+    return load_codec(str(run))
+
+
+class WholeClip:
+    """The same codec behind the plain Codec protocol (encode/decode only, no streaming API)."""
+
+    def __init__(self, c):
+        self._c = c
+        for a in ("codec_id", "sample_rate", "frame_rate", "num_codebooks", "codebook_size"):
+            setattr(self, a, getattr(c, a))
+
+    def encode(self, wav):
+        return self._c.encode(wav)
+
+    def decode(self, codes):
+        return self._c.decode(codes)
+
+
+def test_respond_is_stereo_of_the_input_length(tiny_codec):
+    codec = tiny_codec
+    lm = tiny_lm(q=codec.num_codebooks, k=codec.codebook_size, text_vocab=40)
+    x = speechlike(11_683)  # 0.73 s: not a whole number of 20 ms frames
+    text: list[int] = []
+    y = respond(x, codec, lm, seed=1, text_out=text)
+    assert y.shape == (2, 11_683) and y.dtype == np.float32
+    assert np.array_equal(y[1], x)  # channel 1 is the user's input as given
+    assert np.isfinite(y[0]).all() and float(np.abs(y[0]).max()) > 0
+    assert len(text) == math.ceil(11_683 / 320) and all(0 <= t < 40 for t in text)
+    # frame-by-frame streaming encode/decode == the whole-clip path (same seed, same samples drawn)
+    z = respond(x[None], WholeClip(codec), lm, seed=1)
+    np.testing.assert_allclose(z, y, atol=1e-4)
+    assert not np.allclose(respond(x, codec, lm, seed=2)[0], y[0])
+
+
+def test_respond_rejects_mismatches(tiny_codec):
+    with pytest.raises(ValueError, match="the LM was trained on 4 x 32: use the codec its token shards were encoded with"):
+        respond(speechlike(1000), tiny_codec, tiny_lm(q=4, k=32))
+    lm = tiny_lm(q=tiny_codec.num_codebooks, k=tiny_codec.codebook_size)
+    with pytest.raises(ValueError, match="mono 16 kHz audio"):
+        respond(np.zeros((2, 1000), np.float32), tiny_codec, lm)
