@@ -123,16 +123,15 @@ def load_lm(run: str, device: str | torch.device = "cpu"):
                                 f"train one with `matalu lm train --data TOKENS --out {run}`")
     cfg = LMConfig.from_dict(ck.meta["model"])
     model = AudioLM(cfg)
-    model.load_state_dict(merged_state(ck.model, ck.meta))
+    rank = int(ck.meta.get("train", {}).get("lora_rank") or 0)
+    if rank:  # a LoRA run's checkpoint holds base + adapters: load both, then fold the adapters in
+        from lm.lora import apply_lora, merge_lora
+
+        apply_lora(model, rank)
+        model.load_state_dict(ck.model)
+        merge_lora(model)
+    else:
+        model.load_state_dict(ck.model)
     model.to(device).eval()
     tok = TextTokenizer(ck.tokenizer) if ck.tokenizer else None
     return model, cfg, tok, {**ck.meta, "checkpoint": ck.uri}
-
-
-def merged_state(sd: dict, meta: dict) -> dict:
-    """The plain model weights of a checkpoint (LoRA adapters merged when the run trained them)."""
-    if not meta.get("train", {}).get("lora_rank"):
-        return sd
-    from lm.lora import merged_state_dict
-
-    return merged_state_dict(sd)

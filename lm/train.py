@@ -119,9 +119,10 @@ def load_config(path: str | None) -> tuple[dict, LMTrainConfig]:
     return dict(d.get("model") or {}), LMTrainConfig.from_dict(d.get("train") or {})
 
 
-def model_config(model: dict, size: str | None, info, tok):
+def model_config(model: dict, size: str | None, info, tok, init: str = ""):
     """The run's LMConfig: ``size``'s preset (or the config file's model section), with Q and K from the token
-    shards and the text vocabulary from the tokenizer (none without the text stream)."""
+    shards, the text vocabulary from the tokenizer (none without the text stream), and with ``init`` (hf:DIR) the
+    temporal transformer's shape from that Hugging Face folder's config.json."""
     from lm.config import LMConfig
     from lm.config import model_config as from_section
 
@@ -134,7 +135,12 @@ def model_config(model: dict, size: str | None, info, tok):
     if base.get("delays") is not None and len(base["delays"]) != info.num_codebooks:
         raise ValueError(f"the config gives {len(base['delays'])} delays but the tokens have {info.num_codebooks} "
                          f"codebooks; remove `delays` or give one per codebook")
-    return LMConfig.from_dict(base)
+    cfg = LMConfig.from_dict(base)
+    if init:
+        from lm.hf_init import lm_config_from_hf, parse_init
+
+        cfg = lm_config_from_hf(parse_init(init), cfg)
+    return cfg
 
 
 def lr_lambda(cfg: LMTrainConfig) -> Callable[[int], float]:
@@ -274,7 +280,7 @@ def _loop(mdict: dict, size: str | None, cfg: LMTrainConfig, *, rank: int, world
     shards = token_shards(cfg.data)
     info = probe(shards)
     tok = TextTokenizer.load(cfg.tokenizer) if cfg.text else None
-    mcfg = model_config(mdict, size, info, tok)
+    mcfg = model_config(mdict, size, info, tok, cfg.init)
     ck = ckpt.load(cfg.out)
     if ck is not None and ck.meta.get("model") != mcfg.to_dict():
         raise ValueError(f"{cfg.out} holds a checkpoint of another model config (size, data's Q/K or tokenizer); "
@@ -287,13 +293,17 @@ def _loop(mdict: dict, size: str | None, cfg: LMTrainConfig, *, rank: int, world
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     lm = AudioLM(mcfg)
     if cfg.init and ck is None:
-        from lm.hf_init import init_from_hf
+        from lm.hf_init import init_from_hf, parse_init
 
-        say(f"[lm] {init_from_hf(lm, cfg.init)}")
+        rep = init_from_hf(lm, parse_init(cfg.init))
+        say(f"[lm] initialised from {cfg.init}: {rep['model_type']}, {rep['layers']} layers, text {rep['text']}, "
+            f"fresh: {', '.join(rep['fresh'])}")
     if cfg.lora_rank:
-        from lm.lora import add_lora
+        from lm.lora import apply_lora
 
-        add_lora(lm, cfg.lora_rank)
+        n = apply_lora(lm, cfg.lora_rank)
+        say(f"[lm] LoRA rank {cfg.lora_rank} on {n} temporal layers; "
+            f"{sum(p.numel() for p in lm.parameters() if p.requires_grad):,} trainable parameters")
     if ck is not None:
         lm.load_state_dict(ck.model)
     lm.to(device).train()

@@ -135,7 +135,6 @@ def _eval(args) -> int:
 
 def _respond(args) -> int:
     import numpy as np
-    import torch
 
     import storage
     from codec.adapters import load_codec
@@ -145,27 +144,20 @@ def _respond(args) -> int:
 
     dev = _device(args.device)
     audio, sr = decode_audio(storage.read_bytes(args.input))
-    codec = load_codec(args.codec, dev)
-    csr = int(codec.sample_rate)
     mono = audio.mean(axis=0, keepdims=True)
-    x = resample(mono, sr, csr)
-    model, cfg, _tok, meta = load_lm(args.lm, dev)
-    cid = str(getattr(codec, "codec_id", ""))
-    trained_on = meta.get("lineage", {}).get("codec_id", "")
+    codec = load_codec(args.codec, dev)
+    model, _cfg, _tok, meta = load_lm(args.lm, dev)
+    cid, trained_on = str(getattr(codec, "codec_id", "")), meta.get("lineage", {}).get("codec_id", "")
     if trained_on and cid and trained_on != cid:
         raise ValueError(f"the LM {args.lm} was trained on tokens of codec {trained_on}, not {cid}; pass that codec")
-    if (int(codec.num_codebooks), int(codec.codebook_size)) != (cfg.Q, cfg.K):
-        raise ValueError(f"codec {args.codec} has Q={codec.num_codebooks}, K={codec.codebook_size}; the LM expects "
-                         f"Q={cfg.Q}, K={cfg.K}")
-    torch.manual_seed(args.seed)
     t0 = time.perf_counter()
-    out = respond(torch.from_numpy(x), codec, model, temperature=args.temperature, top_k=args.top_k)
-    out = out.detach().cpu().numpy() if hasattr(out, "detach") else np.asarray(out)
-    out = resample(out.astype(np.float32), csr, sr)[:, : audio.shape[1]]
-    if out.shape[1] < audio.shape[1]:
-        out = np.pad(out, ((0, 0), (0, audio.shape[1] - out.shape[1])))
-    out[1] = mono[0]  # channel 1: the user's own input, untouched
-    storage.write_bytes(args.out, encode_wav(out, sr))
-    dt = time.perf_counter() - t0
-    print(f"[lm] wrote {args.out}: {audio.shape[1] / sr:.2f} s stereo at {sr} Hz (0 = system, 1 = you) in {dt:.1f} s")
+    out = respond(resample(mono, sr, 16000), codec, model, temperature=args.temperature, top_k=args.top_k,
+                  seed=args.seed)
+    system = resample(np.asarray(out[:1], np.float32), 16000, sr)[0, : audio.shape[1]]
+    stereo = np.zeros((2, audio.shape[1]), np.float32)
+    stereo[0, : system.shape[0]] = system
+    stereo[1] = mono[0]  # channel 1: the user's own input at its own rate
+    storage.write_bytes(args.out, encode_wav(stereo, sr))
+    print(f"[lm] wrote {args.out}: {audio.shape[1] / sr:.2f} s stereo at {sr} Hz (0 = system, 1 = you) "
+          f"in {time.perf_counter() - t0:.1f} s")
     return 0

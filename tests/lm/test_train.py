@@ -109,17 +109,14 @@ def _train_worker_pids() -> list[int]:
     return out
 
 
-def test_ray_two_workers_survive_a_killed_worker(ray_session, tokens, tmp_path):
-    """Two gloo DDP workers; once the step-4 checkpoint exists one worker process is SIGKILLed by PID; FailureConfig
-    restarts the group, which resumes from the latest checkpoint and finishes with the loss of an uninterrupted
-    run at the last step (same world size: the data stream continues exactly)."""
-    cfg = small(tokens, tmp_path / "killed", steps=16, ckpt_every=4, batch_size=4, val_every=0, log_every=2,
-                max_failures=2)
+def _killed_run(tokens, out) -> list[dict]:
+    """A 2-worker run whose worker process is SIGKILLed by PID once the step-4 checkpoint exists; its metrics lines."""
+    cfg = small(tokens, out, steps=16, ckpt_every=4, batch_size=4, val_every=0, log_every=2, max_failures=2)
     box = {}
     th = threading.Thread(target=lambda: box.update(r=train_ray({}, "tiny", cfg)), daemon=True)
     th.start()
     killed = None
-    deadline = time.time() + 240
+    deadline = time.time() + 400
     while time.time() < deadline and th.is_alive():
         info = ckpt.latest(cfg.out)
         if info and info["step"] >= 4:
@@ -129,17 +126,35 @@ def test_ray_two_workers_survive_a_killed_worker(ray_session, tokens, tmp_path):
                 os.kill(killed, signal.SIGKILL)
                 break
         time.sleep(0.05)
-    th.join(300)
+    th.join(500)
     r = box["r"]
     assert killed is not None, "the run ended before a worker could be killed"
     assert r.error is None, r.error
     lines = [json.loads(x) for x in storage.read_text(f"{cfg.out}/metrics.jsonl").splitlines()]
     assert lines[-1]["step"] == 16 and any(m["resumed_from"] >= 4 for m in lines), lines
+    assert r.metrics["step"] == 16 and r.metrics["checkpoint_uri"] == ckpt.latest(cfg.out)["uri"]
+    return lines
+
+
+def test_ray_two_workers_survive_a_killed_worker(ray_session, tokens, tmp_path):
+    """Two gloo DDP workers; one worker process is SIGKILLed by PID after the step-4 checkpoint; FailureConfig
+    restarts the group, which resumes from the latest checkpoint (metrics say resumed_from >= 4) and finishes."""
+    _killed_run(tokens, tmp_path / "killed")
+
+
+@pytest.mark.slow  # two 2-worker TorchTrainer runs (~3-6 min on a loaded 2-CPU box); exact resume itself is covered
+# fast by test_stop_and_resume_reaches_the_same_loss, FailureConfig by the test above
+def test_killed_ray_run_matches_an_uninterrupted_one(ray_session, tokens, tmp_path):
+    """The killed-and-restarted run logs the same loss as an uninterrupted one at every logged step after the
+    restart (same world size: model, optimizer, loader position and RNG all resume exactly)."""
+    lines = _killed_run(tokens, tmp_path / "killed")
     ref = train_ray({}, "tiny", small(tokens, tmp_path / "straight", steps=16, ckpt_every=4, batch_size=4,
                                       val_every=0, log_every=2))
     assert ref.error is None
-    ref_lines = [json.loads(x) for x in storage.read_text(str(tmp_path / "straight" / "metrics.jsonl")).splitlines()]
-    assert ref_lines[-1]["loss"] == pytest.approx(lines[-1]["loss"], rel=1e-6)
+    ref_lines = {m["step"]: m["loss"] for m in (json.loads(x) for x in storage.read_text(
+        str(tmp_path / "straight" / "metrics.jsonl")).splitlines())}
+    after = [m for m in lines if m["resumed_from"] > 0]
+    assert after and all(m["loss"] == pytest.approx(ref_lines[m["step"]], rel=1e-6) for m in after)
 
 
 @pytest.mark.parametrize("size", ["tiny", "125m", "1b"])
