@@ -170,3 +170,27 @@ def test_documented_train_settings_are_the_defaults(size):
     assert cfg == LMTrainConfig.preset(size) and model["size"] == size
     listed = yaml.safe_load(path.read_text())["train"]
     assert set(listed) == {f.name for f in dataclasses.fields(LMTrainConfig)}
+
+
+def test_init_from_hf_and_lora_train_only_adapters(tokens, tmp_path):
+    """--init hf:DIR + --lora 2: the run's temporal transformer has the HF model's shape and weights, only the
+    adapters train (base weights stay the HF ones), the checkpoint resumes, and load_lm merges the adapters."""
+    from tests.lm.test_hf_init import save_tiny
+
+    hf = save_tiny("llama", tmp_path / "hf")
+    cfg = small(tokens, tmp_path / "run", steps=3, init=f"hf:{tmp_path / 'hf'}", lora_rank=2, val_every=0)
+    res = train_local({}, "tiny", cfg, say=quiet)
+    sd = res.model.state_dict()
+    assert res.model.cfg.num_kv_heads == 2 and res.model.cfg.ffn_dim == 96
+    w = hf.model.layers[0].self_attn.q_proj.weight
+    base = [k for k in sd if k.startswith("temporal.layers.0.") and "q_proj" in k and k.endswith("weight")
+            and "lora" not in k]
+    assert base and torch.equal(sd[base[0]], w)  # frozen: still the HF weights after 3 steps
+    assert any(k.endswith("lora_b") and sd[k].abs().sum() > 0 for k in sd)  # adapters moved
+    more = train_local({}, "tiny", small(tokens, tmp_path / "run", steps=4, init=cfg.init, lora_rank=2, val_every=0),
+                       say=quiet)
+    assert more.resumed_from == 3 and more.step == 4
+    model, mcfg, _tok, _meta = ckpt.load_lm(str(tmp_path / "run"))
+    assert not any("lora" in k for k in model.state_dict())
+    with pytest.raises(ValueError, match="hf:DIR"):
+        train_local({}, "tiny", small(tokens, tmp_path / "x", init="nothf"), say=quiet)
