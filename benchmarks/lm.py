@@ -51,41 +51,11 @@ def frames_per_worker(out: str, warmup: int, workers: int) -> float:
     return statistics.median(m["frames_per_s"] for m in lines if m["step"] > warmup) / workers
 
 
-def _plain_worker(rank: int, world: int, port: int, size: str, cfg_dict: dict, use_gpu: bool) -> None:
-    import torch
-    import torch.distributed as dist
-
-    from lm.train import LMTrainConfig, _loop
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("nccl" if use_gpu else "gloo", rank=rank, world_size=world)
-    cfg = LMTrainConfig.from_dict(cfg_dict)
-    device = torch.device("cuda", rank) if use_gpu else torch.device("cpu")
-    if use_gpu:
-        torch.cuda.set_device(device)
-    else:
-        torch.set_num_threads(max(1, cfg.threads_per_worker))
-
-    def wrap(m):
-        return torch.nn.parallel.DistributedDataParallel(m, device_ids=[rank] if use_gpu else None)
-
-    try:
-        _loop({}, size, cfg, rank=rank, world=world, device=device, wrap=wrap, report=lambda m, s: None,
-              say=lambda s: None)
-    finally:
-        dist.destroy_process_group()
-
-
 def run_plain(size: str, cfg, workers: int) -> float:
-    import socket
+    from lm.train import train_spawn
 
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     t0 = time.perf_counter()
-    mp.spawn(_plain_worker, args=(workers, port, size, cfg.to_dict(), cfg.use_gpu), nprocs=workers, join=True)
+    train_spawn({}, size, cfg, workers)
     return time.perf_counter() - t0
 
 

@@ -567,6 +567,42 @@ def _ray_worker(config: dict) -> None:
           wrap=lambda m: ray.train.torch.prepare_model(m, move_to_device=False), report=report, say=say)
 
 
+def _spawned_worker(rank: int, world: int, port: int, model: dict, size: str | None, cfg_dict: dict) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    cfg = LMTrainConfig.from_dict(cfg_dict)
+    dist.init_process_group("nccl" if cfg.use_gpu else "gloo", rank=rank, world_size=world)
+    device = torch.device("cuda", rank) if cfg.use_gpu else torch.device("cpu")
+    if cfg.use_gpu:
+        torch.cuda.set_device(device)
+    else:
+        torch.set_num_threads(max(1, cfg.threads_per_worker))
+
+    def wrap(m: torch.nn.Module) -> torch.nn.Module:
+        return torch.nn.parallel.DistributedDataParallel(m, device_ids=[rank] if cfg.use_gpu else None)
+
+    try:
+        _loop(model, size, cfg, rank=rank, world=world, device=device, wrap=wrap, report=lambda m, s: None,
+              say=lambda s: None)
+    finally:
+        dist.destroy_process_group()
+
+
+def train_spawn(model: dict, size: str | None, cfg: LMTrainConfig, workers: int) -> None:
+    """The same loop on ``workers`` processes of this machine started by ``torch.multiprocessing`` with
+    ``init_process_group`` by hand (no Ray): the baseline ``benchmarks/lm.py`` compares Ray Train against."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    _write_run_config(model, size, cfg)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_spawned_worker, args=(workers, port, model, size, cfg.to_dict()), nprocs=workers, join=True)
+
+
 def train_ray(model: dict, size: str | None, cfg: LMTrainConfig, *, name: str | None = None):
     """Ray Train ``TorchTrainer`` over ``cfg.num_workers`` workers. Returns the Ray Train ``Result`` (its metrics
     and checkpoint are those of the last saved step; the final step always saves)."""

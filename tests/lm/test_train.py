@@ -194,3 +194,28 @@ def test_init_from_hf_and_lora_train_only_adapters(tokens, tmp_path):
     assert not any("lora" in k for k in model.state_dict())
     with pytest.raises(ValueError, match="hf:DIR"):
         train_local({}, "tiny", small(tokens, tmp_path / "x", init="nothf"), say=quiet)
+
+
+@pytest.mark.slow  # three 2-process spawns, each importing torch afresh: ~1 min idle, ~5 min on a loaded 2-CPU box
+def test_fsdp2_two_processes_match_ddp_and_resume(tokens, tmp_path):
+    """FSDP2 (fully_shard per block, gloo on CPU) over 2 processes: the same losses as DDP on the same data (the
+    sharded step is the same maths), and a run stopped at step 3 resumes from its gathered full checkpoint."""
+    from lm.train import train_spawn
+
+    kw = dict(steps=3, batch_size=2, val_every=3, ckpt_every=3)
+    train_spawn({}, "tiny", small(tokens, tmp_path / "ddp", **kw), 2)
+    train_spawn({}, "tiny", small(tokens, tmp_path / "fsdp", fsdp=True, **kw), 2)
+    train_spawn({}, "tiny", small(tokens, tmp_path / "fsdp", fsdp=True, **{**kw, "steps": 5}), 2)
+
+    def lines(d):
+        return [json.loads(x) for x in storage.read_text(str(tmp_path / d / "metrics.jsonl")).splitlines()]
+
+    ddp, fsdp = lines("ddp"), lines("fsdp")
+    assert [m["step"] for m in fsdp] == [1, 2, 3, 4, 5] and fsdp[-1]["resumed_from"] == 3
+    for a, b in zip(ddp, fsdp[:3]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert ddp[-1]["val_loss"] == pytest.approx(fsdp[2]["val_loss"], rel=1e-5)
+    st = torch.load(str(tmp_path / "fsdp" / "checkpoints" / "step-0000005" / "state.pt"), weights_only=False)
+    assert len(st["loader"]) == 2 and st["loader"][0] != st["loader"][1]
+    model, _cfg, _tok, meta = ckpt.load_lm(str(tmp_path / "fsdp"))
+    assert meta["world"] == 2 and meta["train"]["fsdp"] is True
