@@ -96,7 +96,14 @@ def _train(args) -> int:
     from jobs.cluster import init_ray
 
     init_ray(args.address)
-    result = train_ray(model, args.size, cfg)
+    import ray.train
+
+    try:
+        result = train_ray(model, args.size, cfg)
+    except ray.train.TrainingFailedError as e:  # Ray Train v2 raises when the workers failed past max_failures
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        print(f"matalu lm train: training failed: {first}", file=sys.stderr)
+        return 1
     if result.error is not None:
         print(f"matalu lm train: training failed: {result.error}", file=sys.stderr)
         return 1
