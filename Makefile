@@ -4,13 +4,17 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.matalu-installed
+DEV_STAMP := $(VENV)/.matalu-dev-installed
 SYSTOOLS := ffmpeg espeak-ng sox
 APT_PKGS := ffmpeg espeak-ng sox libsndfile1 chromium
 OUT ?= data/demo
 
-.PHONY: setup lint demo test test-all bench lock sysdeps clean
+.PHONY: setup setup-dev lint demo test test-all bench lock sysdeps clean
 
+# setup: what `matalu` needs to run (requirements.lock, runtime dependencies only);
+# setup-dev: that plus tests, lint and benchmarks (requirements-dev.lock: the `dev` extra, same pins).
 setup: sysdeps $(STAMP)
+setup-dev: sysdeps $(DEV_STAMP)
 
 # System tools: installed with apt-get when missing and running as root; otherwise say what to install.
 # chromium is optional (only the web page's browser test uses it; that test skips without it).
@@ -28,7 +32,7 @@ sysdeps:
 	  echo "[setup] note: chromium is not installed; the browser test of the manifests page will be skipped"; \
 	fi
 
-# The venv: uv (from PyPI) installs the pinned lock; torch and torchaudio come in together at 2.11.0.
+# The venv: uv (from PyPI) installs the pinned runtime lock; torch and torchaudio come in together at 2.11.0.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==0.13.9"
@@ -37,26 +41,32 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
 	@touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) requirements-dev.lock
+	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements-dev.lock
+	@touch $(DEV_STAMP)
+
 demo: setup
 	$(BIN)/matalu ingest --out $(OUT)
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check .
 
-test: setup lint
+test: setup-dev lint
 	$(BIN)/python -m pytest -q tests
 
-test-all: setup
+test-all: setup-dev
 	$(BIN)/python -m pytest -q -m "" tests
 
-bench: setup
+bench: setup-dev
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/web.py --rows 200000
 
-# Re-pin after changing dependencies in pyproject.toml.
+# Re-pin after changing dependencies in pyproject.toml: the dev lock first (runtime + the dev extra), then the
+# runtime lock constrained to it, so both environments get the same version of every package they share.
+LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 --no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_FLAGS) -o requirements.lock
 
 clean:
 	rm -rf $(VENV) data/demo .pytest_cache

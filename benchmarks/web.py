@@ -87,6 +87,8 @@ def synthesize(out: str | Path, rows: int = 1_000_000, seed: int = 0, batch: int
                 "clipping": np.zeros(n),
                 "codec_id": np.full(n, "", dtype=object),
                 "split": np.where(rng.random(n) < 0.95, "train", "test").astype(object),
+                "tar_offset": (idx % per_shard) * 200_000,
+                "tar_bytes": np.full(n, 200_000),
             }
             writer.write_table(pa.table(cols, schema=Sample.SCHEMA))
     finally:

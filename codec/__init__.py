@@ -1,7 +1,7 @@
-"""Codecs (DESIGN §8): the Codec protocol, our own streamable RVQ codec (model, losses, train, eval), adapters
+"""Codecs (docs/DESIGN.md §8): the Codec protocol, our own streamable RVQ codec (model, losses, train, eval), adapters
 for bring-your-own codecs (TorchScript files, ``module:factory``) and TorchScript export.
 
-Imports only ``storage`` from the other matalu packages (DESIGN §2)."""
+Imports only ``storage`` from the other matalu packages (docs/DESIGN.md §2)."""
 
 from codec.base import Codec, StreamingCodec, check_codec, codec_id_from_state_dict, num_frames
 

@@ -1,4 +1,4 @@
-"""The Codec protocol (DESIGN §8) and small helpers every codec implementation shares.
+"""The Codec protocol (docs/DESIGN.md §8) and small helpers every codec implementation shares.
 
 A codec turns 16 kHz mono audio ``[B, 1, T]`` (float, -1..1) into integer codes ``[B, Q, F]`` (int64, each in
 ``0..codebook_size-1``) at ``frame_rate`` frames per second, and back. ``codec_id`` names the exact weights:
@@ -70,13 +70,6 @@ def num_frames(num_samples: int, hop: int | Fraction) -> int:
     """Frames a clip of ``num_samples`` gives: ``ceil(num_samples / hop)`` (the last partial frame is padded)."""
     hop = Fraction(hop)
     return -(-int(num_samples) * hop.denominator // hop.numerator)
-
-
-def frames_for_duration(duration_s: float, frame_rate: float, sample_rate: int = 16000) -> int:
-    """``num_frames(round(duration_s * sample_rate), hop)``, i.e. ceil(duration × frame_rate) for a duration that is
-    a whole number of samples (as the segment shards' ``duration_s`` is, to 4 decimals)."""
-    hop = int(round(sample_rate / frame_rate))
-    return num_frames(int(round(duration_s * sample_rate)), hop)
 
 
 def state_dict_digest(state: dict[str, Tensor]) -> str:

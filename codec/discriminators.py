@@ -1,4 +1,4 @@
-"""Adversarial training for the codec (optional, DESIGN §8): EnCodec's multi-scale STFT discriminator, hinge losses
+"""Adversarial training for the codec (optional, docs/DESIGN.md §8): EnCodec's multi-scale STFT discriminator, hinge losses
 and the relative feature-matching loss.
 
 * :class:`MultiScaleSTFTDiscriminator`: one 2-D conv net per STFT resolution (n_fft 1024/2048/512, hop n/4 by

@@ -45,7 +45,7 @@ from codec.discriminators import (
     generator_adv_loss,
     split_batch,
 )
-from codec.losses import CodecLoss, LossWeights, mel_distance
+from codec.losses import CodecLoss, LossWeights
 from codec.model import CodecConfig, CodecModel
 from storage.audio import read_sample
 from storage.shards import segment_shards
@@ -163,13 +163,6 @@ class CropStream:
                     s = rng.integers(0, len(clip) - self.segment + 1)
                     out[b, 0] = clip[s : s + self.segment]
             yield torch.from_numpy(out)
-
-
-def fixed_eval_batch(shards: list[str], n: int = 8, seconds: float = 1.0, sample_rate: int = 16000,
-                     seed: int = 123) -> torch.Tensor:
-    """A fixed batch of crops for before/after comparisons (deterministic for given shards)."""
-    stream = CropStream(shards, int(seconds * sample_rate), n, seed=seed, pool_size=64)
-    return next(iter(stream))
 
 
 # -- checkpoints ----------------------------------------------------------------------------------------------
@@ -356,6 +349,8 @@ def train_ray(cfg: CodecTrainConfig, data_uri: str, steps: int, out: str, *, num
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from jobs.cluster import job_resources
+
     storage.write_text(storage.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2) + "\n")
     if storage_path is None and storage.is_local(out):
         storage_path = str(Path(storage.local_path(out)).resolve() / "ray")
@@ -364,14 +359,9 @@ def train_ray(cfg: CodecTrainConfig, data_uri: str, steps: int, out: str, *, num
         train_loop_config={"cfg": cfg.to_dict(), "data": data_uri, "steps": steps, "out": out,
                            "threads": threads_per_worker},
         scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                               resources_per_worker={"CPU": threads_per_worker}),
-        run_config=ray.train.RunConfig(name=f"codec-{int(time.time())}", storage_path=storage_path),
+                                               resources_per_worker={"CPU": threads_per_worker, **job_resources()}),
+        # a worker that dies (lost node) restarts the group, which resumes from the latest checkpoint in `out`
+        run_config=ray.train.RunConfig(name=f"codec-{int(time.time())}", storage_path=storage_path,
+                                       failure_config=ray.train.FailureConfig(max_failures=3)),
     )
     return trainer.fit()
-
-
-def measure_mel_distance(model: CodecModel, batch: torch.Tensor) -> float:
-    """Mel distance of ``model``'s reconstruction (encode -> decode) of ``batch`` [B, 1, T]."""
-    model.eval()
-    y = model.decode(model.encode(batch))
-    return mel_distance(y[..., : batch.shape[-1]].cpu(), batch)

@@ -130,8 +130,13 @@ def init_from_hf(model: AudioLM, folder: str | Path) -> dict:
             text = f"fresh: text_vocab {cfg.text_vocab} is not the HF vocabulary ({vocab}), so its embeddings do not apply"
         elif cfg.has_text:
             _copy(model.text_emb.weight[:vocab], hf["embed_tokens.weight"], "text_emb")
-            if model.text_head is not None:
-                head = hf.get("lm_head.weight", hf["embed_tokens.weight"])  # tied HF models store only the embedding
+            if model.text_head is not None:  # our head is its own matrix: the HF head (a tied model's is the embedding)
+                head = hf.get("lm_head.weight")
+                if head is None and d.get("tie_word_embeddings"):
+                    head = hf["embed_tokens.weight"]
+                if head is None:
+                    raise ValueError(f"--init hf:{folder}: tie_word_embeddings is false but the weights have no "
+                                     f"lm_head.weight; expected {LAYOUT}")
                 _copy(model.text_head.weight, head, "text_head")
             text = "copied"
     fresh = ["audio_emb", "depth"] + ([] if text == "copied" else ["text_emb", "text_head"] if cfg.has_text else [])

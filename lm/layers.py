@@ -49,6 +49,8 @@ class StepLinear(nn.Module):
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         s = x.shape[-2]
+        if s == 1:  # one step (generation): a plain matmul, far cheaper than einsum's dispatch
+            return F.linear(x, self.weight[offset], None if self.bias is None else self.bias[offset])
         y = torch.einsum("nsi,soi->nso", x, self.weight[offset:offset + s])
         return y if self.bias is None else y + self.bias[offset:offset + s]
 
@@ -160,6 +162,7 @@ class Transformer(nn.Module):
                  dropout: float = 0.0) -> None:
         super().__init__()
         self.head_dim, self.theta, self.kv_heads = head_dim, theta, kv_heads
+        self._rope: tuple[Tensor, Tensor] | None = None  # cos/sin table for positions 0..len-1 (not a buffer)
         self.layers = nn.ModuleList(Block(dim, heads, kv_heads, head_dim, hidden, eps=eps, qkv_bias=qkv_bias,
                                           out_bias=out_bias, steps=steps, dropout=dropout) for _ in range(layers))
         for m in self.modules():  # GPT-2: normal(0.02), residual outputs scaled by 1/sqrt(2 * layers)
@@ -172,9 +175,21 @@ class Transformer(nn.Module):
                 if isinstance(m, nn.Linear):
                     normal_(m.weight, 0.02 / math.sqrt(2 * layers))
 
+    def cos_sin(self, start: int, length: int, device) -> tuple[Tensor, Tensor]:
+        """RoPE cos/sin for positions ``start .. start+length-1`` from a table kept per device (grown by doubling
+        up to 2^16 positions; beyond, computed directly). The same numbers as :func:`rope`."""
+        end = start + length
+        if end > 65536:
+            return rope(torch.arange(start, end, device=device), self.head_dim, self.theta)
+        if self._rope is None or self._rope[0].shape[0] < end or self._rope[0].device != torch.device(device):
+            n = max(64, 1 << (end - 1).bit_length())
+            self._rope = rope(torch.arange(n, device=device), self.head_dim, self.theta)
+        cos, sin = self._rope
+        return cos[start:end], sin[start:end]
+
     def forward(self, x: Tensor, *, offset: int = 0) -> Tensor:
         """Causal over dim 1 of ``x [B, T, D]``; ``offset`` is the first position (and, per-step weights, step)."""
-        cos, sin = rope(torch.arange(offset, offset + x.shape[1], device=x.device), self.head_dim, self.theta)
+        cos, sin = self.cos_sin(offset, x.shape[1], x.device)
         for blk in self.layers:
             x = blk(x, cos, sin, offset=offset)
         return x
@@ -184,7 +199,7 @@ class Transformer(nn.Module):
 
     def step(self, x: Tensor, caches: list[KVCache], pos: int, *, offset: int | None = None) -> Tensor:
         """One position ``x [B, 1, D]`` at absolute position ``pos`` (per-step weights: step ``offset``, default pos)."""
-        cos, sin = rope(torch.tensor([pos], device=x.device), self.head_dim, self.theta)
+        cos, sin = self.cos_sin(pos, 1, x.device)
         off = pos if offset is None else offset
         for blk, cache in zip(self.layers, caches):
             x = blk(x, cos, sin, offset=off, cache=cache, pos=pos)

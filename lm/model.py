@@ -160,8 +160,8 @@ class AudioLM(nn.Module):
         ``[B, Q, T, K]``."""
         cfg = self.cfg
         b, t, _ = h.shape
-        hq = h.reshape(b * t, 1, -1).expand(-1, cfg.Q, -1)
-        x = self.depth_in(hq)  # [N, Q, dd]
+        w = self.depth_in.weight  # [Q, dd, dim]: every step reads the same h, so one matmul serves all Q maps
+        x = F.linear(h.reshape(b * t, -1), w.reshape(-1, w.shape[-1])).view(b * t, cfg.Q, -1)  # [N, Q, dd]
         tok = []
         if text is not None:
             tok.append(self.depth_text_emb(text.reshape(b * t)))

@@ -1,4 +1,4 @@
-"""Typed manifest rows, their Parquet schemas, read/write, and stats (DESIGN §3)."""
+"""Typed manifest rows, their Parquet schemas, read/write, and stats (docs/DESIGN.md §3)."""
 
 from manifests.io import (
     MANIFEST_DIR,

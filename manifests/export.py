@@ -1,6 +1,6 @@
-"""Export a run's samples for other tools: ``export(uri, out, fmt)`` with ``fmt`` in ``hf`` | ``lhotse``.
+"""Export a run's samples for other tools: ``export(uri, out, fmt)`` with ``fmt`` in ``hf`` | ``lhotse`` | ``moshi``.
 
-``moshi`` is handed to ``manifests/export_moshi.py`` (written separately).
+``moshi`` (moshi-finetune's stereo WAVs + ``data.jsonl``, dialogs only) is :func:`manifests.export_moshi.export_moshi`.
 
 * ``hf``: a Hugging Face ``datasets.Dataset`` written with ``save_to_disk(out)``. Column ``audio`` is
   ``datasets.Audio(num_channels=None)`` holding each sample's FLAC bytes as stored in its shard (so a dialog stays
@@ -8,7 +8,7 @@
   sample's fields (``sample_id``, ``kind``, ``source``, ``recording_id``, ``start_s``, ``end_s``, ``duration_s``,
   ``channels``, ``sample_rate``, ``speakers``, ``turns``, ``text``, ``license``, ``sha256``, ``snr_db``,
   ``speech_ratio``, ``clipping``, ``split``). Load with ``datasets.load_from_disk(out)``.
-* ``lhotse``: ``out/audio/<sample_id>.wav`` (16-bit PCM, the sample's channels) and ``recordings.jsonl.gz``,
+* ``lhotse`` (needs the ``lhotse`` extra: ``pip install 'matalu[lhotse]'``): ``out/audio/<sample_id>.wav`` (16-bit PCM, the sample's channels) and ``recordings.jsonl.gz``,
   ``supervisions.jsonl.gz``, ``cuts.jsonl.gz`` that point at those files by absolute path. A mono sample has one
   supervision (its text and speaker); a dialog has one supervision per turn on its channel (system on 0, user on
   1) with ``custom={"role": ...}``; its cut is a ``MultiCut`` over both channels. Load with
@@ -188,9 +188,16 @@ def _lhotse_items(r: dict, wav: Path, num_samples: int, sr: int, channels: int):
     return rec, sups, cut
 
 
+LHOTSE_MISSING = "the lhotse export needs the lhotse package: pip install 'matalu[lhotse]'"
+
+
 def export_lhotse(uri: str, out: str | Path, **filters) -> ExportResult:
     import soundfile as sf
-    from lhotse import CutSet, RecordingSet, SupervisionSet
+
+    try:
+        from lhotse import CutSet, RecordingSet, SupervisionSet
+    except ImportError as e:
+        raise ValueError(f"{LHOTSE_MISSING} ({e})") from e
 
     out = Path(out).resolve()
     audio_dir = out / "audio"
@@ -220,7 +227,7 @@ def export_lhotse(uri: str, out: str | Path, **filters) -> ExportResult:
 
 
 def export(uri: str, out: str | Path, fmt: str, **filters) -> ExportResult:
-    """Export ``uri``'s samples to ``out`` (a local directory) as ``fmt`` (``hf`` | ``lhotse``).
+    """Export ``uri``'s samples to ``out`` (a local directory) as ``fmt`` (``hf`` | ``lhotse`` | ``moshi``).
 
     ``filters``: ``kind``, ``split``, ``source`` (exact values), ``exclude_licenses`` (patterns, see
     :func:`manifests.licenses.license_filter`), ``limit`` (first N samples in manifest order)."""
@@ -239,14 +246,12 @@ def export(uri: str, out: str | Path, fmt: str, **filters) -> ExportResult:
 
 
 def _export_moshi(uri: str, out: str | Path, **filters) -> ExportResult:
-    """Hand over to ``manifests/export_moshi.py`` (all dialog samples; it takes no filters)."""
+    """moshi-finetune's layout via :func:`manifests.export_moshi.export_moshi` (all dialog samples; no filters)."""
     if any(v not in (None, "", [], ()) for v in filters.values()):
         raise ValueError("the moshi export takes every dialog sample: --kind/--split/--source/--exclude-license/"
                          "--limit do not apply")
-    try:
-        from manifests.export_moshi import export_moshi
-    except ImportError as e:
-        raise ValueError(f"the moshi export is not available: {e}") from e
+    from manifests.export_moshi import export_moshi
+
     jsonl = Path(export_moshi(str(uri), out))
     lines = [json.loads(x) for x in jsonl.read_text().splitlines() if x.strip()]
     return ExportResult("moshi", str(out), len(lines), float(sum(x.get("duration", 0.0) for x in lines)),

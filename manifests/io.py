@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import storage
-from manifests.rows import ROW_TYPES, Row
+from manifests.rows import Row
 
 R = TypeVar("R", bound=Row)
 
@@ -64,10 +64,6 @@ def resolve_table_uri(uri: str, table: str) -> str:
     if u.endswith("/" + MANIFEST_DIR) or u == MANIFEST_DIR:
         return storage.join(u, f"{table}.parquet")
     return manifest_uri(u, table)
-
-
-def table_names() -> list[str]:
-    return list(ROW_TYPES)
 
 
 def append_run(out: str, run) -> None:

@@ -6,7 +6,7 @@
 files are downloaded to a temporary directory first. Tables that are missing (an old run without rejects, a
 run without token shards) read as empty; columns missing from old manifests read as NULL.
 
-Token shards are optional (DESIGN §4): they are found from ``shards`` rows with ``kind == 'tokens'`` and/or an
+Token shards are optional (docs/DESIGN.md §4): they are found from ``shards`` rows with ``kind == 'tokens'`` and/or an
 optional ``manifests/tokens.parquet`` (one row per token sample: ``sample_id``, ``codec_id``, ``shard``, and when
 known ``frames``, ``n_codebooks``, ``codebook_size``, ``duration_s``), and/or ``samples`` rows with a
 ``codec_id`` (an encode output that reuses the Sample schema). Codebook usage is measured on the
@@ -43,6 +43,7 @@ TABLES: dict[str, pa.Schema] = {
 }
 NO_LICENSE = "(none)"
 NO_SPEAKER = "(unknown)"
+TOP_SPEAKERS = 30  # speakers listed by the page, the report and `manifests stats`
 HIST_FIELDS = ("duration_s", "snr_db", "speech_ratio", "clipping")
 # columns a sample page returns (text is cut to TEXT_CHARS; /api/sample/<id> returns the whole row)
 LIST_COLUMNS = ("sample_id", "kind", "source", "recording_id", "start_s", "end_s", "duration_s", "channels",
@@ -172,10 +173,13 @@ def run_dir(uri: str) -> str:
 
 
 class ShardReader:
-    """Read single members of segment/token shards without reading whole tars each time.
+    """Read single members of segment/token shards by name, for rows that do not say where their sample is (manifests
+    written before ``tar_offset``/``tar_bytes``; a token sample's audio in its segment shard; codebook scans).
 
     A local tar is indexed once (member name -> data offset, size) and members are read with seek. An ``s3://``
-    shard is downloaded into a bounded local cache first (storage has no ranged read)."""
+    shard is downloaded into a bounded local cache first, since finding a member from the tar headers alone would
+    take one ranged read per member. Rows with ``tar_offset`` are read with one ranged read instead
+    (:meth:`ManifestDB.members`)."""
 
     def __init__(self, cache_dir: str | None = None, max_cached: int = 8, max_indexes: int = 256) -> None:
         self._lock = threading.Lock()
@@ -478,7 +482,7 @@ class ManifestDB:
 
         return self._cached("totals", f)
 
-    def summary(self, top_speakers: int = 30) -> dict:
+    def summary(self, top_speakers: int = TOP_SPEAKERS) -> dict:
         def f() -> dict:
             d = dict(self.totals())
             d["by_source"] = self.hours_by("source")
@@ -600,22 +604,36 @@ class ManifestDB:
     def resolve_shard(self, shard: str) -> str:
         return resolve_shard(shard, self.base)
 
+    def members(self, row: dict) -> dict[str, bytes]:
+        """A sample's members ``{ext: bytes}`` (``flac``/``codes.npy`` and ``json``) from its shard: one ranged read
+        of ``tar_bytes`` at ``tar_offset`` when the row has them (a few hundred kB of a shard of up to 256 MB),
+        else by name through :class:`ShardReader`."""
+        sid = row["sample_id"]
+        shard = self.resolve_shard(row["shard"])
+        if row.get("tar_offset") is not None and row.get("tar_bytes"):
+            return storage.read_sample_at(shard, row["tar_offset"], row["tar_bytes"], sid)
+        out = {}
+        for ext in ("flac", "json"):
+            try:
+                out[ext] = self.shards.member(shard, f"{sid}.{ext}")
+            except KeyError:
+                pass
+        return out
+
     def audio_bytes(self, sample_id: str) -> tuple[bytes, dict]:
         """The sample's FLAC bytes from its shard, and its manifest row. A token sample (``matalu encode``
         output) has no audio of its own: its JSON names the segment shard it was encoded from."""
         row = self._lean_row(sample_id)
         if row is None:
             raise KeyError(f"no sample {sample_id!r}")
-        shard = self.resolve_shard(row["shard"])
+        members = self.members(row)
+        if "flac" in members:
+            return members["flac"], row
         try:
-            return self.shards.member(shard, f"{sample_id}.flac"), row
-        except KeyError:
-            pass
-        try:
-            seg = json.loads(self.shards.member(shard, f"{sample_id}.json")).get("segment_shard") or ""
+            seg = json.loads(members["json"]).get("segment_shard") or ""
             return self.shards.member(self.resolve_shard(seg), f"{sample_id}.flac"), row
         except (KeyError, ValueError, FileNotFoundError):
-            raise KeyError(f"sample {sample_id!r} has no audio in {shard}") from None
+            raise KeyError(f"sample {sample_id!r} has no audio in {row['shard']}") from None
 
     def wav_bytes(self, sample_id: str) -> tuple[bytes, dict]:
         """The sample's audio as 16-bit PCM WAV: 1 channel for mono, 2 (ch0 system, ch1 user) for dialog."""

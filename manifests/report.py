@@ -13,7 +13,7 @@ from pathlib import Path
 
 import storage
 from manifests.licenses import license_report
-from manifests.overview import ManifestDB, SampleQuery
+from manifests.overview import TOP_SPEAKERS, ManifestDB, SampleQuery
 
 BAR = "#2f6fba"
 
@@ -149,7 +149,7 @@ def _build(db: ManifestDB, uri: str, preview: int, max_shards: int) -> str:
 
     a('<section id="hours-sec"><h2>Hours</h2><div class="grid">')
     for key, title in (("source", "by source"), ("kind", "by kind"), ("license", "by license"),
-                       ("speaker", "by speaker (top 30; a dialog counts for each of its speakers)")):
+                       ("speaker", f"by speaker (top {TOP_SPEAKERS}; a dialog counts for each of its speakers)")):
         a(f"<figure><figcaption>{_e(title)}</figcaption>{svg_bars(s['by_' + key], key, 'chart-' + key)}</figure>")
     a("</div></section>")
 

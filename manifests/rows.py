@@ -1,4 +1,4 @@
-"""Typed manifest rows (DESIGN §3) with explicit Parquet schemas.
+"""Typed manifest rows (docs/DESIGN.md §3) with explicit Parquet schemas.
 
 Every row kind is a dataclass with ``to_dict`` and a tolerant ``from_dict`` (unknown keys are ignored and missing
 optional keys take their defaults), so manifests written by older versions stay readable.
@@ -151,6 +151,10 @@ class Sample(Row):
     clipping: float | None = None
     codec_id: str = ""
     split: str = ""
+    # the sample's members (tar headers + data) in its shard: bytes [tar_offset, tar_offset + tar_bytes); lets a
+    # reader fetch one sample with one ranged read (storage.read_sample_at). NULL in manifests written before.
+    tar_offset: int | None = None
+    tar_bytes: int | None = None
 
     SCHEMA: ClassVar[pa.Schema] = pa.schema(
         [
@@ -174,6 +178,8 @@ class Sample(Row):
             ("clipping", pa.float64()),
             ("codec_id", pa.string()),
             ("split", pa.string()),
+            ("tar_offset", pa.int64()),
+            ("tar_bytes", pa.int64()),
         ]
     )
 

@@ -1,70 +1,51 @@
-"""Summaries of a run's manifests: hours by source, kind, speaker and license; shards; rejects by reason."""
+"""``matalu manifests stats``: a run's totals, hours by source, kind, speaker and licence, shards, rejects by reason.
+
+The numbers are :meth:`manifests.overview.ManifestDB.summary`'s, the same the web page (``/api/summary``) and the
+static report show: one implementation of each figure. A sample counts once for each of its speakers (a dialog
+is credited to both), so speaker hours can sum to more than the total; samples without speakers count under
+``(unknown)``, samples without a licence under ``(none)``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-import pandas as pd
-
-import storage
-from manifests.io import read_table, resolve_table_uri
-from manifests.rows import Reject, Sample, Shard
+from manifests.overview import TOP_SPEAKERS, ManifestDB
 
 
 @dataclass
 class Stats:
     n_samples: int
     hours: float
-    by_source: pd.DataFrame
-    by_kind: pd.DataFrame
-    by_speaker: pd.DataFrame
-    by_license: pd.DataFrame
-    n_shards: int
+    n_speakers: int
+    by_source: list[dict]  # {"source", "samples", "hours"}, most hours first
+    by_kind: list[dict]
+    by_speaker: list[dict]  # the top speakers
+    by_license: list[dict]
+    n_shards: int  # segment shards (token shards are the encode job's)
     shard_bytes: int
-    rejects: pd.DataFrame
+    rejects: list[dict]  # {"stage", "reason", "count", "seconds", "example"}, most first
     n_rejects: int
 
     def to_dict(self) -> dict:
-        def recs(df: pd.DataFrame) -> list[dict]:
-            return df.reset_index().to_dict(orient="records")
-
-        return {"n_samples": self.n_samples, "hours": self.hours, "n_shards": self.n_shards,
-                "shard_bytes": self.shard_bytes, "n_rejects": self.n_rejects,
-                "by_source": recs(self.by_source), "by_kind": recs(self.by_kind), "by_speaker": recs(self.by_speaker),
-                "by_license": recs(self.by_license), "rejects": recs(self.rejects)}
+        return asdict(self)
 
 
-def _hours(df: pd.DataFrame, col: str) -> pd.DataFrame:
-    if df.empty:
-        return pd.DataFrame({"samples": [], "hours": []})
-    g = df.groupby(col, dropna=False).agg(samples=("sample_id", "count"), hours=("duration_s", "sum"))
-    g["hours"] = g["hours"] / 3600
-    return g.sort_values("hours", ascending=False)
-
-
-def compute(uri: str, top_speakers: int = 20) -> Stats:
-    samples = read_table(resolve_table_uri(uri, "samples"), Sample).to_pandas()
-    shards_uri = resolve_table_uri(uri, "shards")
-    shards = read_table(shards_uri, Shard).to_pandas() if storage.exists(shards_uri) else pd.DataFrame(columns=["bytes"])
-    rej_uri = resolve_table_uri(uri, "rejects")
-    rejects = read_table(rej_uri, Reject).to_pandas() if storage.exists(rej_uri) else pd.DataFrame(columns=["reason", "stage", "item"])
-    if not samples.empty:
-        samples = samples.assign(speaker=samples["speakers"].map(lambda s: ", ".join(s) if s is not None and len(s) else "(unknown)"),
-                                 license=samples["license"].replace("", "(none)"))
-    rej = (rejects.groupby(["stage", "reason"]).agg(count=("item", "count"), example=("item", "first"))
-           .sort_values("count", ascending=False) if not rejects.empty else pd.DataFrame({"count": []}))
-    return Stats(
-        n_samples=len(samples),
-        hours=float(samples["duration_s"].sum() / 3600) if not samples.empty else 0.0,
-        by_source=_hours(samples, "source"),
-        by_kind=_hours(samples, "kind"),
-        by_speaker=_hours(samples, "speaker").head(top_speakers),
-        by_license=_hours(samples, "license"),
-        n_shards=len(shards),
-        shard_bytes=int(shards["bytes"].sum()) if len(shards) else 0,
-        rejects=rej,
-        n_rejects=len(rejects),
-    )
+def compute(uri: str, top_speakers: int = TOP_SPEAKERS, db: ManifestDB | None = None) -> Stats:
+    """Stats of the run at ``uri`` (a run directory or ``s3://`` prefix, its manifests/ folder or a samples.parquet)."""
+    own = db is None
+    db = db or ManifestDB(uri, materialize="never")
+    try:
+        s = db.summary(top_speakers)
+        rejects = [{"stage": g["stage"], "reason": g["reason"], "count": g["count"], "seconds": g["seconds"],
+                    "example": g["examples"][0]["item"] if g["examples"] else ""} for g in db.reject_summary(examples=1)]
+        return Stats(n_samples=int(s["n_samples"]), hours=float(s["hours"]), n_speakers=int(s["n_speakers"]),
+                     by_source=s["by_source"], by_kind=s["by_kind"], by_speaker=s["by_speaker"],
+                     by_license=s["by_license"], n_shards=int(s["n_shards"]), shard_bytes=int(s["shard_bytes"]),
+                     rejects=rejects, n_rejects=int(s["n_rejects"]))
+    finally:
+        if own:
+            db.close()
 
 
 def render(st: Stats, console=None) -> None:
@@ -73,21 +54,26 @@ def render(st: Stats, console=None) -> None:
 
     console = console or Console()
 
-    def table(title: str, df: pd.DataFrame, key: str) -> Table:
+    def table(title: str, rows: list[dict], key: str) -> Table:
         t = Table(title=title, title_justify="left")
         t.add_column(key)
-        for c in df.columns:
-            t.add_column(c, justify="right" if c != "example" else "left")
-        for idx, *vals in df.itertuples(index=True, name=None):
-            label = " / ".join(map(str, idx)) if isinstance(idx, tuple) else str(idx)
-            t.add_row(label, *[f"{v:.3f}" if isinstance(v, float) else str(v) for v in vals])
+        t.add_column("samples", justify="right")
+        t.add_column("hours", justify="right")
+        for r in rows:
+            t.add_row(str(r[key]) if r[key] not in ("", None) else "(empty)", str(r["samples"]), f"{r['hours']:.3f}")
         return t
 
-    console.print(f"[bold]{st.n_samples}[/] samples, [bold]{st.hours:.3f}[/] h in [bold]{st.n_shards}[/] shards "
-                  f"({st.shard_bytes / 1e6:.1f} MB); [bold]{st.n_rejects}[/] rejects")
+    console.print(f"[bold]{st.n_samples}[/] samples, [bold]{st.hours:.3f}[/] h, [bold]{st.n_speakers}[/] speakers "
+                  f"in [bold]{st.n_shards}[/] shards ({st.shard_bytes / 1e6:.1f} MB); [bold]{st.n_rejects}[/] rejects")
     console.print(table("hours by source", st.by_source, "source"))
     console.print(table("hours by kind", st.by_kind, "kind"))
-    console.print(table("hours by speaker (top)", st.by_speaker, "speaker"))
+    console.print(table(f"hours by speaker (top {len(st.by_speaker)}; a dialog counts for each of its speakers)",
+                        st.by_speaker, "speaker"))
     console.print(table("hours by license", st.by_license, "license"))
     if st.n_rejects:
-        console.print(table("rejects by reason", st.rejects, "stage / reason"))
+        t = Table(title="rejects by reason", title_justify="left")
+        for c in ("stage", "reason", "count", "seconds", "example"):
+            t.add_column(c, justify="right" if c in ("count", "seconds") else "left")
+        for r in st.rejects:
+            t.add_row(r["stage"], r["reason"], str(r["count"]), f"{r['seconds'] or 0:.1f}", r["example"])
+        console.print(t)

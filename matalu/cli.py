@@ -1,4 +1,4 @@
-"""The ``matalu`` command. Thin: parses arguments, then calls the packages (DESIGN §10).
+"""The ``matalu`` command. Thin: parses arguments, then calls the packages (docs/DESIGN.md §10).
 
 Each subcommand lives in ``matalu/commands/<name>.py``; ``submit`` wraps any of them as a Ray job."""
 
@@ -8,10 +8,11 @@ import argparse
 import importlib
 import sys
 
+from jobs.cluster import ClusterError
 from matalu.commands import COMMANDS
 
 # Errors a user can fix: printed as one line, exit status 2 (no traceback).
-USER_ERRORS = (FileNotFoundError, ValueError, KeyError, PermissionError)
+USER_ERRORS = (FileNotFoundError, ValueError, KeyError, PermissionError, ClusterError)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

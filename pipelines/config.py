@@ -27,7 +27,7 @@ class SourceSpec:
 
 @dataclass
 class DiarizationConfig:
-    """Diarization inside ingestion (DESIGN §7).
+    """Diarization inside ingestion (docs/DESIGN.md §7).
 
     Recordings of ``sources`` that have no turns (mono podcasts) are diarized; speaker turns become exchanges and
     roles, and the mono mix is cut into 2-channel dialog windows. Recordings of ``report_der_sources`` keep their

@@ -1,11 +1,11 @@
-"""The encode job: segment shards -> codec tokens (DESIGN §1, §4, §8).
+"""The encode job: segment shards -> codec tokens (docs/DESIGN.md §1, §4, §8, §11).
 
 ``matalu encode --segments URI --codec CKPT|TS_FILE|module:factory --out URI``
 
 * A work unit is one segment shard. Its fingerprint is sha256(job version, codec_id, the segment shard's
   sha256 (from the ingest manifests when present, else from its bytes), its relative path); a unit whose
   ``_DONE`` marker holds the same fingerprint, and whose token shards still exist, is skipped (resume).
-* Ray Data ``map_batches`` over units with a model-holding class (:class:`EncodeWorker`; ``num_gpus=1`` per
+* Ray Data ``map_batches`` over units with a model-holding class (:func:`make_encoder` on :class:`jobs.runner.UnitActor`; ``num_gpus=1`` per
   actor when the cluster has GPUs, CPU actors otherwise). Inside a unit, clips (each channel of a ``dialog``
   sample is a clip) are sorted by length and cut into batches of similar length (``batch_seconds`` of padded
   audio, at most ``max_batch`` clips), zero-padded on the right to a whole frame, encoded, and trimmed back to
@@ -32,6 +32,7 @@ segment JSON's ``duration_s`` is ``n / 16000`` rounded to 4 decimals, so frames 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -39,21 +40,20 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from fractions import Fraction
 from typing import Callable
 
 import numpy as np
 
 import storage
 from jobs.cluster import init_ray
-from jobs.runner import JobResult, new_run_id, run_unit, versions
-from manifests.io import MANIFEST_DIR, SUCCESS, append_run, concat_tables, manifest_uri, read_table, table_bytes, to_table
+from jobs.runner import JobResult, JobSpec, commit_unit, new_run_id, run_job
+from manifests.io import manifest_uri, read_table
 from manifests.licenses import license_filter
-from manifests.rows import Reject, Run, Sample, Shard
-from pipelines.unit import parts_uri
+from manifests.rows import Reject, Sample, Shard
 
 log = logging.getLogger("matalu.encode")
 ENCODE_VERSION = 1  # bump when this job's output for the same input and codec changes
-DONE = "_DONE"
 
 
 @dataclass
@@ -71,6 +71,18 @@ class EncodeConfig:
     max_shard_bytes: int = 256 * 1024 * 1024
     exclude_licenses: list[str] = field(default_factory=list)  # glob patterns; matching samples become rejects
     storage: dict = field(default_factory=dict)
+    pipeline: bool = True  # streaming Ray Data stages (pipelines/encode_stream.py); False: one actor per unit
+    actor_cpus: float | None = None  # CPUs (= torch threads) per CPU encoding actor (default: the cluster's / actors)
+    decode_cpus: float | None = None  # CPUs per decode/write task (default: 1 with GPUs, else 0.25: they are cheap)
+    precision: str = "fp32"  # "bf16": autocast the encoder (GPU; changes some codes: measure with benchmarks/encode.py)
+    compile: bool = False  # torch.compile the encoder (GPU; compile_mode "reduce-overhead" uses CUDA graphs)
+    compile_mode: str = ""
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision {self.precision!r}: use fp32 or bf16")
+        if self.batch_seconds <= 0 or self.max_batch < 1:
+            raise ValueError("batch_seconds must be > 0 and max_batch >= 1")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -122,7 +134,9 @@ def segments_dir(segments: str) -> tuple[str, str | None]:
     return segments, None
 
 
-def make_units(segments: str, codec_id: str, exclude_licenses: list[str] | None = None) -> list[EncodeUnit]:
+def make_units(segments: str, codec_id: str, exclude_licenses: list[str] | None = None,
+               variant: str = "") -> list[EncodeUnit]:
+    """One unit per segment shard; ``variant`` (settings that change codes, e.g. bf16) goes into the fingerprint."""
     seg_dir, ingest_out = segments_dir(segments)
     files = [f for f in storage.list_files(seg_dir, ".tar") if "/tokens/" not in f[len(seg_dir):]]
     if not files:
@@ -144,18 +158,12 @@ def make_units(segments: str, codec_id: str, exclude_licenses: list[str] | None 
         key = f"{ENCODE_VERSION}|{codec_id}|{sha}|{rel}"
         if exclude_licenses:  # another licence filter redoes the unit
             key += "|exclude=" + ",".join(sorted(exclude_licenses))
+        if variant:
+            key += "|" + variant
         fp = hashlib.sha256(key.encode()).hexdigest()
         uid = "-".join(p.replace(".", "_") for p in rel[: -len(".tar")].split("/"))
         units.append(EncodeUnit(uid, f, source, kind, name, fp))
     return units
-
-
-def unit_done(root: str, unit: EncodeUnit) -> bool:
-    try:
-        done = json.loads(storage.read_text(storage.join(parts_uri(root, unit.unit_id), DONE)))
-    except (FileNotFoundError, ValueError):
-        return False
-    return done.get("fingerprint") == unit.fingerprint and all(storage.exists(s) for s in done.get("shards", []))
 
 
 def npy_bytes(a: np.ndarray) -> bytes:
@@ -180,202 +188,248 @@ def length_buckets(lengths: list[int], batch_samples: int, max_batch: int) -> li
     return batches
 
 
-class UnitEncoder:
-    """Holds the codec; turns one segment shard into its token shard(s) and manifest parts."""
+@dataclass
+class CodecInfo:
+    """What the CPU stages need to know of a codec without loading it (ids, rates, the frame hop)."""
 
-    def __init__(self, cfg: EncodeConfig, run_id: str = "", device: str = "cpu") -> None:
+    codec_id: str
+    sample_rate: int
+    frame_rate: float
+    num_codebooks: int
+    codebook_size: int
+    hop_num: int  # the hop in samples per frame, as a fraction (EnCodec 24 kHz at 16 kHz: 640/3)
+    hop_den: int
+
+    @classmethod
+    def of(cls, codec) -> "CodecInfo":
+        from codec.base import frame_hop
+
+        hop = frame_hop(codec)
+        return cls(str(codec.codec_id), int(codec.sample_rate), float(codec.frame_rate), int(codec.num_codebooks),
+                   int(codec.codebook_size), hop.numerator, hop.denominator)
+
+    @property
+    def hop(self) -> Fraction:
+        return Fraction(self.hop_num, self.hop_den)
+
+
+@dataclass
+class UnitAudio:
+    """A segment shard read and decoded: its kept samples (key, JSON, float32 audio [channels, samples]) and the
+    samples left out as rejects."""
+
+    items: list[tuple[str, dict, np.ndarray]]
+    rejects: list[Reject]
+
+    def clips(self) -> tuple[list[np.ndarray], list[int]]:
+        """Every channel of every sample as a clip (a dialog: channel 0 first), and the sample each belongs to."""
+        clips, owner = [], []
+        for n, (_, _, audio) in enumerate(self.items):
+            for c in range(audio.shape[0]):
+                clips.append(audio[c])
+                owner.append(n)
+        return clips, owner
+
+
+def read_unit(unit: EncodeUnit, info: CodecInfo, keep) -> UnitAudio:
+    """Read and decode one segment shard; samples whose licence ``keep`` excludes become rejects."""
+    from storage.audio import read_sample
+
+    items: list[tuple[str, dict, np.ndarray]] = []
+    rejects: list[Reject] = []
+    for key, members in storage.iter_shard(unit.segment_uri):
+        meta, audio = read_sample(members)
+        if not keep(meta):
+            rej = keep.reject({"source": unit.source, **meta}, stage="encode")
+            rej.item = key  # the sample, not its recording
+            rejects.append(rej)
+            continue
+        sr = int(meta.get("sample_rate") or info.sample_rate)
+        if sr != info.sample_rate:
+            raise ValueError(f"{key}: {sr} Hz audio, codec {info.codec_id} wants {info.sample_rate} Hz")
+        items.append((key, meta, audio))
+    return UnitAudio(items, rejects)
+
+
+def encode_batches(lengths: list[int], info: CodecInfo, cfg: EncodeConfig) -> list[list[int]]:
+    """The clips' encode batches: :func:`length_buckets` of ``cfg.batch_seconds`` padded audio."""
+    return length_buckets(lengths, int(cfg.batch_seconds * info.sample_rate), cfg.max_batch)
+
+
+def pad_batch(clips: list[np.ndarray], pad_to: int) -> np.ndarray:
+    """Clips zero-padded on the right into ``[B, 1, L]`` float32, ``L`` a multiple of ``pad_to`` (a whole frame)."""
+    longest = max(len(c) for c in clips)
+    longest += (-longest) % pad_to
+    x = np.zeros((len(clips), 1, max(longest, pad_to)), np.float32)
+    for b, c in enumerate(clips):
+        x[b, 0, : len(c)] = c
+    return x
+
+
+def trim_codes(codes: np.ndarray, lengths: list[int], info: CodecInfo) -> list[np.ndarray]:
+    """A batch's codes ``[B, Q, F]`` cut back to ``ceil(length / hop)`` frames per clip."""
+    from codec.base import num_frames
+
+    out = []
+    for b, n in enumerate(lengths):
+        f = num_frames(n, info.hop)
+        if codes.shape[-1] < f:
+            raise ValueError(f"codec {info.codec_id} gave {codes.shape[-1]} frames for {n} samples; expected at least {f}")
+        out.append(codes[b, :, :f])
+    return out
+
+
+def set_torch_threads(device: str, cpus: float | None = None) -> int:
+    """torch threads of an encoding process: the CPUs Ray gave it (its ``CPU`` resource; 1 when unknown), so that
+    actors sharing a node do not oversubscribe its cores. Returns the count set (GPU actors: left as is)."""
+    import torch
+
+    if device != "cpu":
+        return torch.get_num_threads()
+    if cpus is None:
+        try:
+            import ray
+
+            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) if ray.is_initialized() else 1.0
+        except Exception:
+            cpus = 1.0
+    n = max(1, int(cpus))
+    torch.set_num_threads(n)
+    return n
+
+
+class BatchEncoder:
+    """Holds the codec on its device and encodes padded batches (optionally under bf16 autocast or torch.compile,
+    see :class:`EncodeConfig`; both off by default because they change codes)."""
+
+    def __init__(self, cfg: EncodeConfig, device: str = "cpu") -> None:
         import torch
 
         from codec.adapters import load_codec
-        from codec.base import check_codec, frame_hop
+        from codec.base import check_codec
 
-        if device == "cpu":
-            torch.set_num_threads(1)  # one core per actor
         storage.configure(cfg.storage or None)
-        self.cfg, self.run_id, self.device = cfg, run_id, device
+        self.cfg, self.device = cfg, device
         self.codec = check_codec(load_codec(cfg.codec, device), cfg.codec)
-        self.codec_id = str(self.codec.codec_id)
-        self.hop = frame_hop(self.codec)  # samples per frame; a Fraction for e.g. EnCodec 24 kHz (75 Hz at 16 kHz)
-        self.root = tokens_root(cfg.out, self.codec_id)
-        self.keep = license_filter(cfg.exclude_licenses)
+        self.info = CodecInfo.of(self.codec)
+        self._encode = self.codec.encode
+        if cfg.compile:
+            self._encode = torch.compile(self.codec.encode, mode=cfg.compile_mode or None, dynamic=True)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """``[B, 1, L]`` float32 -> int64 codes ``[B, Q, F]``."""
+        import torch
+
+        with torch.inference_mode():
+            xt = torch.from_numpy(x).to(self.device)
+            if self.cfg.precision == "bf16":
+                with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16):
+                    codes = self._encode(xt)
+            else:
+                codes = self._encode(xt)
+            return codes.cpu().numpy()
 
     def encode_clips(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         """int64 codes [Q, ceil(len / hop)] per clip, batched by length."""
-        import torch
-
-        from codec.base import num_frames
-
-        pad_to = self.hop.numerator  # a whole number of frames (hop.denominator of them)
         out: list[np.ndarray | None] = [None] * len(clips)
-        batch_samples = int(self.cfg.batch_seconds * self.codec.sample_rate)
-        for idx in length_buckets([len(c) for c in clips], batch_samples, self.cfg.max_batch):
-            longest = max(len(clips[i]) for i in idx)
-            longest += (-longest) % pad_to
-            x = np.zeros((len(idx), 1, max(longest, pad_to)), np.float32)
-            for b, i in enumerate(idx):
-                x[b, 0, : len(clips[i])] = clips[i]
-            codes = self.codec.encode(torch.from_numpy(x).to(self.device)).cpu()
-            for b, i in enumerate(idx):
-                f = num_frames(len(clips[i]), self.hop)
-                if codes.shape[-1] < f:
-                    raise ValueError(f"codec {self.codec_id} gave {codes.shape[-1]} frames for {len(clips[i])} samples; "
-                                     f"expected at least {f}")
-                out[i] = codes[b, :, :f].numpy()
+        for idx in encode_batches([len(c) for c in clips], self.info, self.cfg):
+            codes = self.encode(pad_batch([clips[i] for i in idx], self.info.hop_num))
+            for i, c in zip(idx, trim_codes(codes, [len(clips[i]) for i in idx], self.info)):
+                out[i] = c
         return out  # type: ignore[return-value]
 
-    def process(self, unit: EncodeUnit) -> dict:
-        from storage.audio import read_sample
 
+def code_change(ref: BatchEncoder, other: BatchEncoder, x: np.ndarray) -> float:
+    """The fraction of codes ``other`` (e.g. bf16 or compiled) gives differently from ``ref`` on the batch ``x``."""
+    a, b = ref.encode(x), other.encode(x)
+    if a.shape != b.shape:
+        raise ValueError(f"codes of shape {b.shape} against {a.shape}: the variants disagree on frames or levels")
+    return float((a != b).mean())
+
+
+def write_unit(unit: EncodeUnit, info: CodecInfo, cfg: EncodeConfig, run_id: str,
+               items: list[tuple[str, dict, int, int]], codes: list[list[np.ndarray]], rejects: list[Reject]) -> dict:
+    """Write one unit's token shard(s) and commit it (:func:`jobs.runner.commit_unit`). ``items``: (key, segment JSON,
+    channels, samples) per kept sample; ``codes``: its channels' codes, channel 0 first. Returns counts."""
+    Q, K = info.num_codebooks, info.codebook_size
+    root = tokens_root(cfg.out, info.codec_id)
+    base = storage.join(root, unit.source, unit.kind)
+    writer = storage.ShardWriter(
+        lambda part: storage.join(base, f"{unit.name}.tar" if part == 0 else f"{unit.name}_{part:03d}.tar"),
+        max_bytes=cfg.max_shard_bytes, max_samples=cfg.max_shard_samples)
+    samples: list[Sample] = []
+    seconds: dict[int, float] = {}
+    with writer:
+        for (key, meta, channels, n), cs in zip(items, codes):
+            arr = np.concatenate(cs, axis=0)  # [channels × Q, frames]
+            if K > 32768 or arr.min(initial=0) < 0 or arr.max(initial=0) >= K:
+                raise ValueError(f"{key}: codes outside 0..{K - 1} or not representable as int16")
+            arr16 = arr.astype(np.int16)
+            m = dict(meta)
+            m.update({"codec_id": info.codec_id, "frames": int(arr.shape[1]), "frame_rate": float(info.frame_rate),
+                      "num_codebooks": Q, "codebook_size": K, "codes_shape": list(arr16.shape),
+                      "num_samples": int(n), "segment_shard": unit.segment_uri})
+            part = writer.write(key, {"codes.npy": npy_bytes(arr16),
+                                      "json": json.dumps(m, ensure_ascii=False, sort_keys=True).encode()})
+            dur = float(meta.get("duration_s") or n / info.sample_rate)
+            seconds[part] = seconds.get(part, 0.0) + dur
+            row = dict(meta)
+            row.update({"codec_id": info.codec_id, "shard": ""})
+            row.setdefault("sample_id", key)
+            row.setdefault("kind", unit.kind)
+            row.setdefault("source", unit.source)
+            row.setdefault("recording_id", "")
+            row.setdefault("start_s", 0.0)
+            row.setdefault("end_s", dur)
+            row.setdefault("duration_s", dur)
+            row.setdefault("channels", int(channels))
+            samples.append(Sample.from_dict(row))
+    for smp in samples:
+        smp.shard, smp.tar_offset, smp.tar_bytes = writer.location(smp.sample_id)
+    shards = [Shard(uri=i.uri, kind="tokens", sample_kind=unit.kind, source=unit.source, unit=unit.unit_id,
+                    n_samples=i.n_samples, seconds=round(seconds.get(p, 0.0), 3), bytes=i.bytes, sha256=i.sha256,
+                    codec_id=info.codec_id, created_by=run_id)
+              for p, i in enumerate(writer.shards)]
+    commit_unit(root, unit.unit_id, unit.fingerprint, run_id,
+                {"samples": (samples, Sample), "shards": (shards, Shard), "rejects": (rejects, Reject)},
+                [s.uri for s in shards])
+    return {"unit_id": unit.unit_id, "samples": len(samples), "rejects": len(rejects),
+            "seconds": round(sum(n for *_, n in items) / float(info.sample_rate), 3)}
+
+
+class UnitEncoder(BatchEncoder):
+    """The actor-per-unit path (``pipeline=False``): one actor reads, decodes, encodes and writes a whole unit."""
+
+    def __init__(self, cfg: EncodeConfig, run_id: str = "", device: str = "cpu") -> None:
+        set_torch_threads(device)
+        super().__init__(cfg, device)
+        self.run_id = run_id
+        self.codec_id = self.info.codec_id
+        self.root = tokens_root(cfg.out, self.codec_id)
+        self.keep = license_filter(cfg.exclude_licenses)
+
+    def process(self, unit: EncodeUnit) -> dict:
         t0 = time.perf_counter()
-        Q, K = int(self.codec.num_codebooks), int(self.codec.codebook_size)
-        items: list[tuple[str, dict, np.ndarray]] = []
-        rejects: list[Reject] = []
-        for key, members in storage.iter_shard(unit.segment_uri):
-            meta, audio = read_sample(members)
-            if not self.keep(meta):
-                rej = self.keep.reject({"source": unit.source, **meta}, stage="encode")
-                rej.item = key  # the sample, not its recording
-                rejects.append(rej)
-                continue
-            sr = int(meta.get("sample_rate") or self.codec.sample_rate)
-            if sr != int(self.codec.sample_rate):
-                raise ValueError(f"{key}: {sr} Hz audio, codec {self.codec_id} wants {self.codec.sample_rate} Hz")
-            items.append((key, meta, audio))
-        clips, owner = [], []
-        for n, (_, _, audio) in enumerate(items):
-            for c in range(audio.shape[0]):  # dialog: channel 0 (system) first, then channel 1 (user)
-                clips.append(audio[c])
-                owner.append(n)
+        ua = read_unit(unit, self.info, self.keep)
+        clips, owner = ua.clips()
         codes = self.encode_clips(clips)
-        per_item: list[list[np.ndarray]] = [[] for _ in items]
+        per_item: list[list[np.ndarray]] = [[] for _ in ua.items]
         for n, c in zip(owner, codes):
             per_item[n].append(c)
-        audio_s = sum(a.shape[1] for _, _, a in items) / float(self.codec.sample_rate)
         t_enc = time.perf_counter() - t0
-
-        base = storage.join(self.root, unit.source, unit.kind)
-        writer = storage.ShardWriter(
-            lambda part: storage.join(base, f"{unit.name}.tar" if part == 0 else f"{unit.name}_{part:03d}.tar"),
-            max_bytes=self.cfg.max_shard_bytes, max_samples=self.cfg.max_shard_samples)
-        samples: list[Sample] = []
-        seconds: dict[int, float] = {}
-        part_of: list[int] = []
-        with writer:
-            for (key, meta, audio), cs in zip(items, per_item):
-                arr = np.concatenate(cs, axis=0)  # [channels × Q, frames]
-                if K > 32768 or arr.min(initial=0) < 0 or arr.max(initial=0) >= K:
-                    raise ValueError(f"{key}: codes outside 0..{K - 1} or not representable as int16")
-                arr16 = arr.astype(np.int16)
-                m = dict(meta)
-                m.update({"codec_id": self.codec_id, "frames": int(arr.shape[1]), "frame_rate": float(self.codec.frame_rate),
-                          "num_codebooks": Q, "codebook_size": K, "codes_shape": list(arr16.shape),
-                          "num_samples": int(audio.shape[1]), "segment_shard": unit.segment_uri})
-                part = writer.write(key, {"codes.npy": npy_bytes(arr16),
-                                          "json": json.dumps(m, ensure_ascii=False, sort_keys=True).encode()})
-                dur = float(meta.get("duration_s") or audio.shape[1] / self.codec.sample_rate)
-                seconds[part] = seconds.get(part, 0.0) + dur
-                part_of.append(part)
-                row = dict(meta)
-                row.update({"codec_id": self.codec_id, "shard": ""})
-                row.setdefault("sample_id", key)
-                row.setdefault("kind", unit.kind)
-                row.setdefault("source", unit.source)
-                row.setdefault("recording_id", "")
-                row.setdefault("start_s", 0.0)
-                row.setdefault("end_s", dur)
-                row.setdefault("duration_s", dur)
-                row.setdefault("channels", int(audio.shape[0]))
-                samples.append(Sample.from_dict(row))
-        for smp, part in zip(samples, part_of):
-            smp.shard = writer.shards[part].uri
-        shards = [Shard(uri=i.uri, kind="tokens", sample_kind=unit.kind, source=unit.source, unit=unit.unit_id,
-                        n_samples=i.n_samples, seconds=round(seconds.get(p, 0.0), 3), bytes=i.bytes, sha256=i.sha256,
-                        codec_id=self.codec_id, created_by=self.run_id)
-                  for p, i in enumerate(writer.shards)]
-        self._commit(unit, samples, shards, rejects)
-        return {"unit_id": unit.unit_id, "samples": len(samples), "rejects": len(rejects), "clips": len(clips),
-                "seconds": round(audio_s, 3),
-                "encode_s": round(t_enc, 3), "elapsed_s": round(time.perf_counter() - t0, 3)}
-
-    def _commit(self, unit: EncodeUnit, samples: list[Sample], shards: list[Shard], rejects: list[Reject]) -> None:
-        base = parts_uri(self.root, unit.unit_id)
-        old = storage.join(base, "shards.parquet")
-        if storage.exists(old):  # a redo: drop parts this run no longer produces
-            keep = {s.uri for s in shards}
-            for s in read_table(old, Shard).column("uri").to_pylist():
-                if s not in keep:
-                    storage.remove(s)
-        storage.write_bytes(storage.join(base, "samples.parquet"), table_bytes(to_table(samples, Sample)))
-        storage.write_bytes(storage.join(base, "shards.parquet"), table_bytes(to_table(shards, Shard)))
-        storage.write_bytes(storage.join(base, "rejects.parquet"), table_bytes(to_table(rejects, Reject)))
-        storage.write_text(storage.join(base, DONE), json.dumps(
-            {"fingerprint": unit.fingerprint, "run_id": self.run_id, "shards": [s.uri for s in shards]}) + "\n")
+        items = [(key, meta, a.shape[0], a.shape[1]) for key, meta, a in ua.items]
+        summary = write_unit(unit, self.info, self.cfg, self.run_id, items, per_item, ua.rejects)
+        summary.update({"clips": len(clips), "encode_s": round(t_enc, 3), "elapsed_s": round(time.perf_counter() - t0, 3)})
+        return summary
 
 
-class EncodeWorker:
-    """Ray Data actor holding a UnitEncoder (and so the codec, on its GPU when it has one)."""
-
-    def __init__(self, cfg_json: str, run_id: str, use_gpu: bool) -> None:
-        device = "cuda" if use_gpu else "cpu"
-        self.enc = UnitEncoder(EncodeConfig.from_dict(json.loads(cfg_json)), run_id, device)
-
-    def __call__(self, batch: dict) -> dict:
-        units = [EncodeUnit.from_json(str(s)) for s in batch["unit"]]
-        out = [run_unit(u.unit_id, lambda u=u: self.enc.process(u)) for u in units]
-        return {"summary": np.array(out, dtype=object)}
+def make_encoder(cfg_json: str, run_id: str, device: str) -> UnitEncoder:
+    """The encode job's unit processor on a Ray actor (holds the codec, on the actor's GPU when it has one)."""
+    return UnitEncoder(EncodeConfig.from_dict(json.loads(cfg_json)), run_id, device)
 
 
-def _init_ray(cfg: EncodeConfig) -> None:
-    init_ray(cfg.address, cfg.num_cpus)
-
-
-def _run_units(cfg: EncodeConfig, todo: list[EncodeUnit], run_id: str, on_done: Callable[[dict], None]) -> None:
-    import ray
-    import ray.data
-
-    _init_ray(cfg)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    res = ray.cluster_resources()
-    gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
-    use_gpu = gpus > 0 if cfg.use_gpu is None else bool(cfg.use_gpu)
-    if use_gpu and gpus == 0:
-        raise ValueError("--gpu asked for, but the Ray cluster has no GPUs")
-    n = max(1, min(cfg.num_workers or (gpus if use_gpu else cpus), len(todo)))
-    ds = ray.data.from_items([{"unit": u.to_json()} for u in todo], override_num_blocks=len(todo))
-    ds = ds.map_batches(
-        EncodeWorker,
-        fn_constructor_kwargs={"cfg_json": cfg.to_json(), "run_id": run_id, "use_gpu": use_gpu},
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n),
-        num_gpus=1 if use_gpu else 0,
-        num_cpus=1,
-    )
-    for row in ds.iter_rows():
-        on_done(json.loads(row["summary"]))
-
-
-def _units_fingerprint(units: list[EncodeUnit]) -> str:
-    h = hashlib.sha256()
-    for u in units:
-        h.update(f"{u.unit_id}:{u.fingerprint}\n".encode())
-    return h.hexdigest()
-
-
-def merge_manifests(root: str, units: list[EncodeUnit]) -> dict:
-    counts = {}
-    for name, cls in (("samples", Sample), ("shards", Shard), ("rejects", Reject)):
-        parts = [storage.join(parts_uri(root, u.unit_id), f"{name}.parquet") for u in units]
-        # parts written before rejects existed (encode job v1 outputs) have no rejects.parquet: no rejects
-        t = concat_tables([read_table(p, cls) for p in parts if name != "rejects" or storage.exists(p)], cls)
-        storage.write_bytes(manifest_uri(root, name), table_bytes(t))
-        counts[name] = t.num_rows
-    return counts
-
-
-def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callable[[str], None] = print) -> EncodeResult:
+def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callable[[str], None] = print,
+               progress: bool = False) -> EncodeResult:
     from codec.adapters import load_codec
     from codec.base import check_codec
 
@@ -384,56 +438,36 @@ def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callab
     storage.configure(cfg.storage or None)
     started = datetime.now(timezone.utc)
     run_id = new_run_id(started)
-    codec = check_codec(load_codec(cfg.codec, "cpu"), cfg.codec)  # the driver only needs its id
-    codec_id = str(codec.codec_id)
+    codec = check_codec(load_codec(cfg.codec, "cpu"), cfg.codec)  # the driver only needs its id and rates
+    info = CodecInfo.of(codec)
+    codec_id = info.codec_id
     del codec
     root = tokens_root(cfg.out, codec_id)
-    units = make_units(cfg.segments, codec_id, cfg.exclude_licenses)
-    fp = _units_fingerprint(units)
-    success = storage.join(root, SUCCESS)
-    todo = [u for u in units if not unit_done(root, u)]
-    if storage.exists(success) and not todo:
-        try:
-            prev = json.loads(storage.read_text(success))
-        except ValueError:
-            prev = {}
-        if prev.get("units_fingerprint") == fp:
-            say(f"[encode] {root} is already committed for these segment shards and codec: nothing to do")
-            return EncodeResult(root, prev.get("run_id", ""), len(units), len(units), 0,
-                                counts=prev.get("counts", {}), committed=True, noop=True, codec_id=codec_id)
-    if storage.exists(success):
-        storage.remove(success)
-    skipped = len(units) - len(todo)
-    say(f"[encode] run {run_id}: codec {codec_id}, {len(units)} segment shards; {skipped} already encoded, "
-        f"{len(todo)} to encode -> {root}")
-    failed: list[str] = []
-    totals = {"samples": 0, "rejects": 0, "seconds": 0.0, "encode_s": 0.0}
-    if todo:
-        t0 = time.perf_counter()
+    variant = ",".join(v for v in (f"precision={cfg.precision}" if cfg.precision != "fp32" else "",
+                                   f"compile={cfg.compile_mode or 'default'}" if cfg.compile else "") if v)
+    units = make_units(cfg.segments, codec_id, cfg.exclude_licenses, variant)
+    say(f"[encode] codec {codec_id}: {len(units)} segment shards")
+    use_gpu = cfg.use_gpu
+    if use_gpu is None:  # decide here, so the actors' device and their GPU request agree
+        init_ray(cfg.address, cfg.num_cpus)
+        import ray
 
-        def on_done(s: dict) -> None:
-            if "error" in s:
-                failed.append(s["unit_id"])
-                say(f"[encode] unit {s['unit_id']} failed: {s['error']}\n{s.get('traceback', '')}")
-            else:
-                for k in totals:
-                    totals[k] += s[k]
+        use_gpu = int(ray.cluster_resources().get("GPU", 0)) > 0
+    spec = JobSpec(
+        name="encode", root=root, units=units, unit_type=EncodeUnit,
+        make_processor=functools.partial(make_encoder, cfg.to_json(), run_id, "cuda" if use_gpu else "cpu"),
+        tables=(("samples", Sample), ("shards", Shard), ("rejects", Reject)), config=cfg.to_dict(),
+        run_id=run_id, command=command, started=started, address=cfg.address, num_cpus=cfg.num_cpus,
+        num_workers=cfg.num_workers, use_gpu=use_gpu, shard_prefix=root,
+        optional_parts=("rejects",),  # parts written before rejects existed (encode job v1 outputs): no rejects
+        success_extra={"codec_id": codec_id}, totals=("samples", "rejects", "seconds", "encode_s"),
+        progress_line=lambda t, el: f"{t['seconds'] / 3600:.2f} h, {t['samples']} samples, {t['seconds'] / max(el, 1e-9):.0f}x rt",
+        end_line=lambda t, wall: (f"[encode] {t['seconds'] / 3600:.3f} h of audio in {wall:.1f} s wall; actor encode time "
+                                  f"{t['encode_s']:.1f} s = {t['seconds'] / max(t['encode_s'], 1e-9):.0f}x realtime per actor"),
+        result_type=EncodeResult, result_extra={"codec_id": codec_id},
+    )
+    if cfg.pipeline:
+        from pipelines.encode_stream import run_pipeline
 
-        _run_units(cfg, todo, run_id, on_done)
-        say(f"[encode] {totals['seconds'] / 3600:.3f} h of audio in {time.perf_counter() - t0:.1f} s wall; "
-            f"actor encode time {totals['encode_s']:.1f} s = {totals['seconds'] / max(totals['encode_s'], 1e-9):.0f}x realtime per actor")
-    done = [u for u in units if u.unit_id not in failed]
-    counts = merge_manifests(root, done)
-    counts["failed_units"] = len(failed)
-    ended = datetime.now(timezone.utc)
-    append_run(root, Run(run_id=run_id, command=command, config=cfg.to_json(), versions=json.dumps(versions()),
-                         started=started.isoformat(), ended=ended.isoformat(), counts=json.dumps(counts)))
-    storage.write_text(storage.join(root, MANIFEST_DIR, f"config-{run_id}.json"), json.dumps(cfg.to_dict(), indent=2) + "\n")
-    committed = not failed
-    if committed:
-        storage.write_text(success, json.dumps({"run_id": run_id, "codec_id": codec_id, "units_fingerprint": fp,
-                                                "counts": counts}) + "\n")
-    else:
-        say(f"[encode] NOT committed: {len(failed)} failed units; rerun the same command to retry them")
-    return EncodeResult(root, run_id, len(units), skipped, len(todo) - len(failed), failed, counts, committed,
-                        codec_id=codec_id)
+        spec.execute = functools.partial(run_pipeline, cfg, info, run_id)
+    return run_job(spec, say=say, progress=progress)

@@ -1,4 +1,4 @@
-"""One work unit -> its segment shard parts and manifest parts (DESIGN §4).
+"""One work unit -> its segment shard parts and manifest parts (docs/DESIGN.md §4, §11).
 
 A unit is a fixed, sorted list of recordings. Its output depends only on those recordings and the processing
 config (the unit *fingerprint*), which gives determinism, resume (a unit whose ``_DONE`` marker holds the same
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import storage
-from manifests.io import MANIFEST_DIR, read_rows, table_bytes, to_table
+from jobs.runner import commit_unit
 from manifests.rows import Diarization, Recording, Reject, Sample, Shard
 from pipelines.config import IngestConfig
 from pipelines.sources.manifest import safe_id
@@ -25,8 +25,6 @@ from pipelines.stages.read import read_audio
 from pipelines.stages.segment import SYSTEM, USER, dialog_audio, dialog_windows, mono_spans, turns_in
 from pipelines.stages.vad import SileroVad, speech_mask, speech_regions
 from storage.audio import encode_flac
-
-DONE = "_DONE"
 
 
 @dataclass
@@ -65,26 +63,6 @@ def make_units(recordings: list[Recording], unit_size: int, processing_fp: str) 
                 h.update(json.dumps(r.to_dict(), sort_keys=True, ensure_ascii=False).encode())
             units.append(WorkUnit(f"{source}-{i // unit_size:05d}", source, i // unit_size, chunk, h.hexdigest()))
     return units
-
-
-def parts_uri(out: str, unit_id: str) -> str:
-    return storage.join(out, MANIFEST_DIR, "parts", unit_id)
-
-
-def unit_done(out: str, unit: WorkUnit, existing: set[str] | None = None) -> bool:
-    """True when the unit's ``_DONE`` marker holds its fingerprint and every shard it lists still exists
-    (``existing``: the shard URIs found by one listing of ``<out>/segments``)."""
-    uri = storage.join(parts_uri(out, unit.unit_id), DONE)
-    try:
-        done = json.loads(storage.read_text(uri))
-    except (FileNotFoundError, ValueError):
-        return False
-    if done.get("fingerprint") != unit.fingerprint:
-        return False
-    shards = done.get("shards", [])
-    if existing is None:
-        return all(storage.exists(s) for s in shards)
-    return all(s in existing for s in shards)
 
 
 @dataclass
@@ -310,19 +288,18 @@ class UnitProcessor:
             max_samples=cfg.shards.max_samples,
         )
         seconds: dict[int, float] = {}
-        part_of: list[int] = []
         with writer:
             for smp, audio in items:
                 flac = encode_flac(audio, cfg.sample_rate, cfg.shards.flac_compression)
                 smp.sha256 = storage.sha256_bytes(flac)
                 meta = smp.to_dict()
-                meta.pop("shard")
+                for k in ("shard", "tar_offset", "tar_bytes"):  # where it is stored is the manifest's business
+                    meta.pop(k)
                 meta["turns"] = [dict(t) for t in meta["turns"]]
                 part = writer.write(smp.sample_id, {"flac": flac, "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()})
                 seconds[part] = seconds.get(part, 0.0) + smp.duration_s
-                part_of.append(part)
-        for (smp, _), part in zip(items, part_of):
-            smp.shard = writer.shards[part].uri
+        for smp, _ in items:
+            smp.shard, smp.tar_offset, smp.tar_bytes = writer.location(smp.sample_id)
         return [
             Shard(uri=info.uri, kind="segments", sample_kind=kind, source=unit.source, unit=unit.unit_id,
                   n_samples=info.n_samples, seconds=round(seconds[i], 3), bytes=info.bytes, sha256=info.sha256,
@@ -331,18 +308,7 @@ class UnitProcessor:
         ]
 
     def _commit_parts(self, unit, recs, samples, rejects, shards, diar) -> None:
-        base = parts_uri(self.cfg.out, unit.unit_id)
-        old = storage.join(base, "shards.parquet")
-        if storage.exists(old):  # a redo (config changed): drop parts this run no longer produces
-            keep = {s.uri for s in shards}
-            for s in read_rows(old, Shard):
-                if s.uri not in keep:
-                    storage.remove(s.uri)
-        for name, rows, cls in (("recordings", recs, Recording), ("samples", samples, Sample),
-                                ("rejects", rejects, Reject), ("shards", shards, Shard),
-                                ("diarization", diar, Diarization)):
-            storage.write_bytes(storage.join(base, f"{name}.parquet"), table_bytes(to_table(rows, cls)))
-        storage.write_text(storage.join(base, DONE), json.dumps(
-            {"fingerprint": unit.fingerprint, "run_id": self.run_id, "shards": [s.uri for s in shards]}) + "\n")
-
-
+        commit_unit(self.cfg.out, unit.unit_id, unit.fingerprint, self.run_id,
+                    {"recordings": (recs, Recording), "samples": (samples, Sample), "rejects": (rejects, Reject),
+                     "shards": (shards, Shard), "diarization": (diar, Diarization)},
+                    [s.uri for s in shards])

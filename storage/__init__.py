@@ -1,8 +1,16 @@
 """One small storage API over local paths and ``s3://`` URIs, plus the WebDataset shard writer/reader.
 
-Imports nothing from the other matalu packages (DESIGN §2)."""
+Imports nothing from the other matalu packages (docs/DESIGN.md §2)."""
 
-from storage.shards import ShardInfo, ShardWriter, iter_shard, member_key_ok, segment_shards, shard_members
+from storage.shards import (
+    ShardInfo,
+    ShardWriter,
+    iter_shard,
+    member_key_ok,
+    read_sample_at,
+    segment_shards,
+    shard_members,
+)
 from storage.uri import (
     StorageOptions,
     configure,
@@ -15,8 +23,10 @@ from storage.uri import (
     local_path,
     put_file,
     read_bytes,
+    read_range,
     read_text,
     remove,
+    remove_empty_dirs,
     sha256_bytes,
     sha256_file,
     write_bytes,
@@ -35,7 +45,9 @@ __all__ = [
     "local_path",
     "put_file",
     "read_bytes",
+    "read_range",
     "remove",
+    "remove_empty_dirs",
     "write_bytes",
     "write_text",
     "read_text",
@@ -45,6 +57,7 @@ __all__ = [
     "ShardWriter",
     "iter_shard",
     "member_key_ok",
+    "read_sample_at",
     "segment_shards",
     "shard_members",
 ]

@@ -1,4 +1,4 @@
-"""Resumable HTTP(S) downloads with retries, checksums, a host allow-list and a mirror override (DESIGN §5).
+"""Resumable HTTP(S) downloads with retries, checksums, a host allow-list and a mirror override (docs/DESIGN.md §5).
 
 * Bytes go to ``<dest>/<name>.part``. A rerun (or a retry after a dropped connection) resumes it with
   ``Range: bytes=N-``; a server that ignores Range (200 instead of 206) restarts it from byte 0, and a 416 on a
@@ -13,28 +13,21 @@
 * ``allowed_hosts`` names the hosts a spec's URL may point at; ``mirror`` replaces scheme, host and path prefix
   (the file is fetched from ``<mirror>/<basename>``) and is always allowed, since the user chose it. Redirects
   are followed: the allow-list guards what configs may name, the pinned sha256 guards what arrives.
-* ``download_many`` runs downloads as Ray tasks when Ray is initialized (pinned to this node, since ``dest_dir``
-  is a local path), otherwise on a thread pool; either way at most ``max_per_host`` transfers hit one host.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import email.utils
 import hashlib
-import inspect
 import logging
 import os
 import posixpath
 import re
-import sys
-import threading
 import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger("matalu.storage.download")
@@ -522,201 +515,17 @@ def download(spec: DownloadSpec, dest_dir: str | Path, *, allowed_hosts: Sequenc
     """Fetch ``spec`` into ``dest_dir`` (resumable, retried, verified); return the final path.
 
     ``session`` is a ``requests.Session`` (or anything with its ``get``); one is made and closed when None."""
-    return _download_one(spec, dest_dir, allowed_hosts=allowed_hosts, mirror=mirror, retries=retries,
-                         backoff_s=backoff_s, timeout_s=timeout_s, chunk_size=chunk_size, session=session,
-                         progress=_make_progress() if progress else None, own_progress=True)
-
-
-def _download_one(spec, dest_dir, *, session, progress, own_progress: bool, **kw) -> Path:
     import requests
 
     own_session = session is None
     if own_session:
         session = requests.Session()
+    bar = _make_progress() if progress else None
     try:
-        if progress is not None and own_progress:
-            with progress:
-                return _download(spec, Path(dest_dir), session=session, progress=progress, **kw)
-        return _download(spec, Path(dest_dir), session=session, progress=progress, **kw)
+        with bar or contextlib.nullcontext():
+            return _download(spec, Path(dest_dir), allowed_hosts=allowed_hosts, mirror=mirror, retries=retries,
+                             backoff_s=backoff_s, timeout_s=timeout_s, chunk_size=chunk_size, session=session,
+                             progress=bar)
     finally:
         if own_session:
             session.close()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Many downloads
-
-
-def _run_capped(n: int, key_of: Callable[[int], Hashable], max_per_key: int, submit: Callable[[int], Any],
-                wait_any: Callable[[list], list], result_of: Callable[[Any], Path]) -> list[Path]:
-    """Run jobs 0..n-1 with at most ``max_per_key`` in flight per key. Every job runs even when some fail; the
-    first failure (in job order) is raised at the end with the others attached as notes."""
-    queues: dict[Hashable, deque[int]] = defaultdict(deque)
-    for i in range(n):
-        queues[key_of(i)].append(i)
-    in_flight: dict[Any, tuple[int, Hashable]] = {}
-    per_key: dict[Hashable, int] = defaultdict(int)
-    results: list[Path | None] = [None] * n
-    errors: dict[int, BaseException] = {}
-
-    def fill() -> None:
-        for key, q in queues.items():
-            while q and per_key[key] < max_per_key:
-                i = q.popleft()
-                in_flight[submit(i)] = (i, key)
-                per_key[key] += 1
-
-    fill()
-    while in_flight:
-        for handle in wait_any(list(in_flight)):
-            i, key = in_flight.pop(handle)
-            per_key[key] -= 1
-            try:
-                results[i] = result_of(handle)
-            except Exception as e:  # noqa: BLE001 - collected and re-raised below
-                errors[i] = e
-        fill()
-    if errors:
-        first = errors[min(errors)]
-        others = [errors[i] for i in sorted(errors)[1:]]
-        if others:
-            first.add_note(f"{len(others)} more download(s) failed:")
-            for e in others:
-                first.add_note(f"  - {type(e).__name__}: {e}")
-        raise first
-    return results  # type: ignore[return-value]
-
-
-def _dedupe(specs: Sequence[DownloadSpec]) -> tuple[list[DownloadSpec], list[int]]:
-    """Unique specs by local name, and each input's index into them. Two different URLs for one name is an error."""
-    unique: list[DownloadSpec] = []
-    by_name: dict[str, int] = {}
-    index: list[int] = []
-    for s in specs:
-        j = by_name.get(s.name)
-        if j is None:
-            by_name[s.name] = j = len(unique)
-            unique.append(s)
-        elif (unique[j].url, unique[j].sha256, unique[j].size) != (s.url, s.sha256, s.size):
-            raise ValueError(
-                f"two downloads want the same file name {s.name!r}: {unique[j].url!r} and {s.url!r}; "
-                "set DownloadSpec.filename on one of them"
-            )
-        index.append(j)
-    return unique, index
-
-
-_DOWNLOAD_DEFAULTS: dict[str, Any] = {
-    name: p.default for name, p in inspect.signature(download).parameters.items() if p.kind is p.KEYWORD_ONLY
-}
-
-
-def _ray_download_task(spec: DownloadSpec, dest_dir: str, kw: dict) -> str:
-    return str(_download_one(spec, dest_dir, session=None, progress=None, own_progress=False, **kw))
-
-
-def download_many(specs: Sequence[DownloadSpec], dest_dir: str | Path, *, max_per_host: int = 2,
-                  **kw: Any) -> list[Path]:
-    """Download every spec into ``dest_dir``; return their paths in input order.
-
-    Keyword arguments are those of :func:`download`. With Ray initialized the transfers run as Ray tasks pinned to
-    this node (``dest_dir`` is a local path); otherwise on threads. Either way at most ``max_per_host`` transfers
-    are in flight per host (the mirror's host when a mirror is set). All downloads run even if some fail; the
-    first failure is raised at the end, with the rest listed in its notes."""
-    if max_per_host < 1:
-        raise ValueError(f"max_per_host must be >= 1, got {max_per_host}")
-    unknown = set(kw) - set(_DOWNLOAD_DEFAULTS)
-    if unknown:
-        raise TypeError(f"download_many() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-    kw = {**_DOWNLOAD_DEFAULTS, **kw}
-    unique, index = _dedupe(list(specs))
-    mirror = kw.get("mirror")
-    # Fail fast on bad URLs and hosts before anything is fetched.
-    hosts = [_host(_check_url(s, kw.get("allowed_hosts"), mirror)) for s in unique]
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    show = kw.pop("progress", True)
-    session = kw.pop("session", None)
-    if not unique:
-        return []
-
-    ray = _ray_if_initialized()
-    if ray is not None:
-        if session is not None:
-            raise ValueError("download_many: a requests session cannot be shipped to Ray workers; drop session=")
-        paths = _many_on_ray(ray, unique, hosts, dest_dir, max_per_host, kw, show)
-    else:
-        paths = _many_on_threads(unique, hosts, dest_dir, max_per_host, kw, show, session)
-    return [paths[j] for j in index]
-
-
-def _ray_if_initialized():
-    """The ``ray`` module when this process has called ``ray.init`` (Ray can only be initialized once imported,
-    so an unimported Ray is not imported here: that alone takes seconds)."""
-    ray = sys.modules.get("ray")
-    return ray if ray is not None and ray.is_initialized() else None
-
-
-def _many_on_threads(specs, hosts, dest_dir, max_per_host, kw, show, session) -> list[Path]:
-    progress = _make_progress() if show else None
-    n_workers = min(len(specs), max_per_host * len(set(hosts)))
-    local = threading.local()  # one requests.Session per worker thread unless the caller gave one
-    sessions: list[Any] = []
-    lock = threading.Lock()
-
-    def thread_session():
-        if session is not None:
-            return session
-        s = getattr(local, "session", None)
-        if s is None:
-            import requests
-
-            s = local.session = requests.Session()
-            with lock:
-                sessions.append(s)
-        return s
-
-    def job(i: int) -> Path:
-        return _download_one(specs[i], dest_dir, session=thread_session(), progress=progress, own_progress=False,
-                             **kw)
-
-    def wait_any(futures: list) -> list:
-        done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
-        return list(done)
-
-    try:
-        with progress or contextlib.nullcontext(), cf.ThreadPoolExecutor(n_workers, "download") as pool:
-            return _run_capped(len(specs), hosts.__getitem__, max_per_host, lambda i: pool.submit(job, i),
-                               wait_any, lambda f: f.result())
-    finally:
-        for s in sessions:
-            s.close()
-
-
-def _many_on_ray(ray, specs, hosts, dest_dir, max_per_host, kw, show) -> list[Path]:
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    node_id = ray.get_runtime_context().get_node_id()
-    remote = ray.remote(_ray_download_task).options(
-        num_cpus=0.25, max_retries=0,  # retries and resumption happen inside the task
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-    )
-    progress = None
-    if show:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        progress = Progress(TextColumn("[bold]downloads"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=Console(stderr=True))
-    with progress or contextlib.nullcontext():
-        task = progress.add_task("", total=len(specs)) if progress is not None else None
-
-        def wait_any(refs: list) -> list:
-            done, _ = ray.wait(refs, num_returns=1)
-            if task is not None:
-                progress.update(task, advance=len(done))
-            return done
-
-        return _run_capped(len(specs), hosts.__getitem__, max_per_host,
-                           lambda i: remote.remote(specs[i], str(dest_dir), kw), wait_any,
-                           lambda ref: Path(ray.get(ref)))

@@ -1,4 +1,4 @@
-"""Safe, resumable extraction of .tar / .tar.gz / .tgz / .tar.bz2 / .tar.xz and .zip archives (DESIGN §5).
+"""Safe, resumable extraction of .tar / .tar.gz / .tgz / .tar.bz2 / .tar.xz and .zip archives (docs/DESIGN.md §5).
 
 * The format is detected from the file's first bytes, not its suffix.
 * Everything is checked *before* anything is written: member count, declared total size and the

@@ -1,4 +1,4 @@
-"""Deterministic WebDataset tar shards (DESIGN §4).
+"""Deterministic WebDataset tar shards (docs/DESIGN.md §4).
 
 Members are written in the order given, with mtime 0, uid/gid 0, empty owner names and mode 0644, so the same
 samples give byte-identical tars. Keys contain no dots (webdataset splits a member name at the first dot into
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from storage import uri as U
+from storage.uri import join, list_files, put_file, read_bytes, read_range, sha256_file
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _TAR_BLOCK = 512
@@ -34,6 +34,7 @@ class ShardInfo:
     bytes: int
     sha256: str
     keys: list[str] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)  # per key: (offset, bytes) of its members in the tar
 
 
 def _member_size(n: int) -> int:
@@ -78,7 +79,9 @@ class ShardWriter:
         self._n = 0
         self._bytes = 0
         self._keys: list[str] = []
+        self._spans: list[tuple[int, int]] = []
         self._seen: set[str] = set()
+        self._where: dict[str, tuple[int, int, int]] = {}  # key -> (part, offset, bytes)
         self.shards: list[ShardInfo] = []
 
     # -- parts ---------------------------------------------------------------------------------------------
@@ -89,6 +92,7 @@ class ShardWriter:
         self._n = 0
         self._bytes = 2 * _TAR_BLOCK  # end-of-archive blocks
         self._keys = []
+        self._spans = []
 
     def _close_part(self) -> None:
         if self._tar is None:
@@ -97,10 +101,11 @@ class ShardWriter:
         self._tar = None
         assert self._path is not None
         size = self._path.stat().st_size
-        digest = U.sha256_file(self._path)
+        digest = sha256_file(self._path)
         dest = self._uri_for_part(self._part)
-        U.put_file(self._path, dest)
-        self.shards.append(ShardInfo(uri=dest, n_samples=self._n, bytes=size, sha256=digest, keys=self._keys))
+        put_file(self._path, dest)
+        self.shards.append(ShardInfo(uri=dest, n_samples=self._n, bytes=size, sha256=digest, keys=self._keys,
+                                     spans=self._spans))
 
     # -- samples -------------------------------------------------------------------------------------------
     def write(self, key: str, members: dict[str, bytes]) -> int:
@@ -116,14 +121,23 @@ class ShardWriter:
             self._close_part()
             self._open_part()
         assert self._tar is not None
+        start = self._tar.offset
         for ext in sorted(members):
             data = members[ext]
             self._tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))
         self._seen.add(key)
         self._keys.append(key)
+        self._spans.append((start, self._tar.offset - start))
+        self._where[key] = (self._part, start, self._tar.offset - start)
         self._n += 1
         self._bytes += size
         return self._part
+
+    def location(self, key: str) -> tuple[str, int, int]:
+        """Where sample ``key`` went, once its part is committed: (shard URI, offset, bytes) of its members (tar
+        headers and data) in that shard; :func:`read_sample_at` reads them back with one ranged read."""
+        part, offset, nbytes = self._where[key]
+        return self.shards[part].uri, offset, nbytes
 
     def close(self) -> list[ShardInfo]:
         self._close_part()
@@ -159,11 +173,27 @@ def shard_members(data: bytes) -> Iterator[tuple[str, str, bytes]]:
             yield key, ext, f.read()
 
 
+def read_sample_at(uri: str, offset: int, nbytes: int, key: str) -> dict[str, bytes]:
+    """Sample ``key``'s members ``{ext: bytes}`` from the byte span ``ShardWriter.location`` recorded (one ranged
+    read of ``nbytes``, not the whole shard). A span that does not hold exactly that sample is an error."""
+    members: dict[str, bytes] = {}
+    try:
+        for k, ext, blob in shard_members(read_range(uri, offset, nbytes)):
+            if k != key:
+                raise ValueError(f"bytes {offset}..{offset + nbytes} of {uri} hold {k!r}, not {key!r}")
+            members[ext] = blob
+    except tarfile.TarError as e:
+        raise ValueError(f"bytes {offset}..{offset + nbytes} of {uri} are not sample {key!r}'s tar members ({e})") from e
+    if not members:
+        raise ValueError(f"bytes {offset}..{offset + nbytes} of {uri} hold no members of {key!r}")
+    return members
+
+
 def iter_shard(uri: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Samples of a shard as (key, {ext: bytes}), grouped the way webdataset groups them."""
     cur_key: str | None = None
     cur: dict[str, bytes] = {}
-    for key, ext, blob in shard_members(U.read_bytes(uri)):
+    for key, ext, blob in shard_members(read_bytes(uri)):
         if key != cur_key and cur_key is not None:
             yield cur_key, cur
             cur = {}
@@ -175,10 +205,10 @@ def iter_shard(uri: str) -> Iterator[tuple[str, dict[str, bytes]]]:
 
 def segment_shards(uri: str) -> list[str]:
     """Segment shard URIs under ``uri`` (an ingest output: its ``segments/`` folder is used when present)."""
-    seg = U.join(uri, "segments")
-    files = U.list_files(seg, ".tar")
+    seg = join(uri, "segments")
+    files = list_files(seg, ".tar")
     if not files:
-        files = U.list_files(uri, ".tar")
+        files = list_files(uri, ".tar")
     files = [f for f in files if "/tokens/" not in f]
     if not files:
         raise FileNotFoundError(f"no segment shards (*.tar) under {uri}")

@@ -13,6 +13,11 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Ray 2.60 resolves a local ray.init() and `--node-ip-address 127.0.0.1` to the machine's interface address; with this
+# set, every Ray the tests start (local, `ray start --head`, ray.cluster_utils.Cluster) stays on 127.0.0.1.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# A new local Ray for the session, never one that `ray start` left running on this machine.
+os.environ.setdefault("RAY_ADDRESS", "local")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,12 +47,9 @@ class FileServer:
         self.root.mkdir(parents=True, exist_ok=True)
         self.requests: list[RequestRecord] = []
         self.ignore_range = False
-        self.delay_s = 0.0  # sleep before sending each body (to make concurrency observable)
         self._fail: dict[str, list] = {}  # path -> [status, remaining times or None for always]
         self._drop: list = [None, 0]  # [after_bytes, remaining times]
         self._lock = threading.Lock()
-        self._active = 0
-        self.max_active = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -92,8 +88,6 @@ class FileServer:
             self._fail.clear()
             self._drop = [None, 0]
             self.ignore_range = False
-            self.delay_s = 0.0
-            self.max_active = 0
 
     # -- inspection -------------------------------------------------------------------------------------------
 
@@ -181,14 +175,7 @@ class FileServer:
 
             def _serve(self, body: bool) -> None:
                 path = unquote(urlsplit(self.path).path)
-                with server._lock:
-                    server._active += 1
-                    server.max_active = max(server.max_active, server._active)
-                try:
-                    self._serve_inner(path, body)
-                finally:
-                    with server._lock:
-                        server._active -= 1
+                self._serve_inner(path, body)
 
             def _serve_inner(self, path: str, body: bool) -> None:
                 status = server._take_fail(path)
@@ -226,8 +213,6 @@ class FileServer:
                 self.end_headers()
                 if not body:
                     return
-                if server.delay_s:
-                    time.sleep(server.delay_s)
                 drop = server._take_drop()
                 if drop is not None and drop < len(payload):
                     self.wfile.write(payload[:drop])

@@ -72,3 +72,11 @@ def test_sources_list(capsys):
     assert main(["sources", "list"]) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "manifest" in out
+
+
+def test_the_test_sessions_ray_stays_on_loopback(ray_session):
+    """Ray 2.60 would bind a local ray.init() to the machine's interface; the test session keeps it on 127.0.0.1."""
+    import ray
+
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+    assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {"127.0.0.1"}

@@ -148,7 +148,7 @@ def test_rerun_is_a_noop(ingested):
     assert after == before
 
 
-def test_fresh_run_is_byte_identical_and_resume_redoes_only_lost_units(ingested, tmp_path):
+def test_fresh_run_is_byte_identical_resume_redoes_lost_units_and_relayout_leaves_no_stale_shards(ingested, tmp_path):
     from pipelines.ingest import run_ingest
 
     cfg, _ = ingested
@@ -171,6 +171,22 @@ def test_fresh_run_is_byte_identical_and_resume_redoes_only_lost_units(ingested,
     assert _tars(cfg2.out) == first
     assert not any(p.name.endswith(".tmp") for p in Path(cfg2.out).rglob("*"))
     assert os.path.exists(lost)
+
+    # a rerun into the same output with another unit layout (one unit of 6 instead of two of 3) commits exactly the
+    # shards its manifests list: the README's glob yields each dialog once, and the old unit's parts are gone
+    out = Path(cfg2.out)
+    assert any(p.name.startswith("synthetic-00001-") for p in out.glob("segments/**/*.tar"))
+    said: list[str] = []
+    res = run_ingest(small_config(out, tmp_path / "sources", unit_size=6), progress=False, say=said.append)
+    assert res.committed and res.units_total == 1 and res.units_processed == 1
+    assert any("removed" in s and "no manifest lists" in s for s in said)
+    shards = read_rows(manifest_uri(str(out), "shards"), Shard)
+    assert sorted(str(p) for p in out.glob("segments/**/*.tar")) == sorted(s.uri for s in shards)
+    samples = read_rows(manifest_uri(str(out), "samples"), Sample)
+    keys = [smp["__key__"] for f in sorted(out.glob("segments/synthetic/dialog/*.tar"))
+            for smp in wds.WebDataset(str(f), shardshuffle=False)]
+    assert sorted(keys) == sorted(s.sample_id for s in samples if s.kind == "dialog")
+    assert sorted(p.name for p in (out / "manifests" / "parts").iterdir()) == ["synthetic-00000"]
 
 
 def test_every_run_reports_der_on_synthetic_dialogs(ingested):

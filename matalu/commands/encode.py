@@ -21,6 +21,14 @@ def add_parser(sub) -> None:
     p.add_argument("--exclude-license", action="append", default=[], metavar="PATTERN",
                    help="leave out samples whose license matches (glob, repeatable), e.g. 'CC-BY-NC*'; "
                         "reported as rejects")
+    p.add_argument("--actor-per-unit", dest="pipeline", action="store_false",
+                   help="one actor reads, decodes, encodes and writes each segment shard (the old path) instead of "
+                        "the streaming pipeline (CPU decode tasks -> encoding actors -> CPU write tasks)")
+    p.add_argument("--actor-cpus", type=float, help="CPUs (torch threads) per CPU encoding actor (default: CPUs / actors)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16 autocasts the encoder (GPU; changes some codes: see benchmarks/encode.py --variants)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoder (GPU)")
+    p.add_argument("--compile-mode", default="", help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (MinIO, Ceph)")
 
 
@@ -29,12 +37,14 @@ def run(args) -> int:
 
     cfg = EncodeConfig(segments=args.segments, codec=args.codec, out=args.out, address=args.address,
                        num_workers=args.num_workers, num_cpus=args.num_cpus, use_gpu=args.use_gpu,
-                       exclude_licenses=list(args.exclude_license))
+                       exclude_licenses=list(args.exclude_license), pipeline=args.pipeline,
+                       actor_cpus=args.actor_cpus, precision=args.precision, compile=args.compile,
+                       compile_mode=args.compile_mode)
     if args.batch_seconds:
         cfg.batch_seconds = args.batch_seconds
     if args.s3_endpoint_url:
         cfg.storage = {"endpoint_url": args.s3_endpoint_url}
-    res = run_encode(cfg, command="matalu " + " ".join(sys.argv[1:]))
+    res = run_encode(cfg, command="matalu " + " ".join(sys.argv[1:]), progress=sys.stderr.isatty())
     print(f"\nTokens: {res.out}/<source>/<kind>/*.tar  (codec {res.codec_id})")
     print(f"  manifests: {res.out}/manifests/{{samples,shards,rejects,runs}}.parquet ; counts {res.counts}")
     if not res.committed:

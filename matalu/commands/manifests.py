@@ -97,12 +97,15 @@ def run(args) -> int:
             row = match[0]
         else:
             row = random.Random(args.seed).choice(rows)
-        members = dict(storage.iter_shard(row["shard"]))
-        if row["sample_id"] not in members:
-            raise SystemExit(f"sample {row['sample_id']} is listed in the manifest but missing from {row['shard']}")
-        audio, sr = decode_audio(members[row["sample_id"]]["flac"])
+        if row.get("tar_offset") is not None and row.get("tar_bytes"):  # one ranged read, not the whole shard
+            members = storage.read_sample_at(row["shard"], row["tar_offset"], row["tar_bytes"], row["sample_id"])
+        else:  # a manifest written before samples recorded where they are
+            members = dict(storage.iter_shard(row["shard"])).get(row["sample_id"], {})
+        if "flac" not in members:
+            raise SystemExit(f"sample {row['sample_id']} is listed in the manifest but has no audio in {row['shard']}")
+        audio, sr = decode_audio(members["flac"])
         sf.write(args.output, audio.T, sr, subtype="PCM_16")
-        print(json.dumps(json.loads(members[row["sample_id"]]["json"]), ensure_ascii=False, indent=2))
+        print(json.dumps(json.loads(members["json"]), ensure_ascii=False, indent=2))
         print(f"wrote {args.output}: {audio.shape[1] / sr:.2f} s, {audio.shape[0]} channel(s), {sr} Hz", file=sys.stderr)
         return 0
     return 2

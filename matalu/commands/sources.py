@@ -1,4 +1,4 @@
-"""`matalu sources list`."""
+"""`matalu sources list | download`: the corpus recipes (``pipelines.sources``), listed or fetched one at a time."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def run(args) -> int:
     t = Table(title="sources")
     for c in ("name", "hours", "license", "access", "kind", "description"):
         t.add_column(c)
-    for n in sources.available():
+    for n in sources.names():
         info = sources.get(n).INFO
         t.add_row(*[str(info.get(c, "")) for c in ("name", "hours", "license", "access", "kind", "description")])
     Console(width=max(Console().width, 140)).print(t)

@@ -1,4 +1,4 @@
-"""Corpus recipes, one module per source (DESIGN §6): ``download(target, **options)`` and
+"""Corpus recipes, one module per source (docs/DESIGN.md §6): ``download(target, **options)`` and
 ``prepare(downloaded, **options) -> Iterable[Recording | Reject]``, plus ``NAME`` and ``INFO``."""
 
 from __future__ import annotations
@@ -17,13 +17,6 @@ _MODULES = {
     "indicvoices": "pipelines.sources.indicvoices",
     "podcasts": "pipelines.sources.podcasts",
 }
-
-
-def available() -> list[str]:
-    """Registered sources whose module exists in this checkout."""
-    import importlib.util
-
-    return [n for n in names() if importlib.util.find_spec(_MODULES[n]) is not None]
 
 
 def names() -> list[str]:

@@ -1,5 +1,5 @@
 """What every recipe shares: fetch an archive (download with resume/verify, a mirror, or the user's own file),
-extract it safely once, and mark the whole download complete so reruns skip it (DESIGN §6).
+extract it safely once, and mark the whole download complete so reruns skip it (docs/DESIGN.md §6).
 
 Recipe modules expose ``NAME``, ``INFO`` (name, hours, license, access, kind, description) and::
 

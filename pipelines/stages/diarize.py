@@ -1,4 +1,4 @@
-"""Speaker diarization: who spoke when, as ``[(start_s, end_s, speaker), ...]`` (DESIGN §7).
+"""Speaker diarization: who spoke when, as ``[(start_s, end_s, speaker), ...]`` (docs/DESIGN.md §7).
 
 Two backends behind one entry point, :func:`diarize`:
 

@@ -1,4 +1,4 @@
-"""Diarization -> dialog turns with roles (DESIGN §7: speaker turns -> (user, system) exchanges).
+"""Diarization -> dialog turns with roles (docs/DESIGN.md §7: speaker turns -> (user, system) exchanges).
 
 1. **Speaker turns.** Segments are sorted by start; a segment joins the previous turn when it has the same
    speaker and starts at most ``merge_gap_s`` after that turn ends (a pause inside one turn).

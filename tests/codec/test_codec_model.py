@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from codec.adapters import export_torchscript, load_codec
-from codec.base import Codec, StreamingCodec, frames_for_duration, num_frames
+from codec.base import Codec, StreamingCodec, num_frames
 from codec.model import CodecConfig, CodecModel
+from tests.codec.helpers import frames_for_duration
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,8 +10,9 @@ import torch
 import storage
 from codec.eval import evaluate, render
 from codec.model import CodecModel
-from codec.train import CodecTrainConfig, fixed_eval_batch, measure_mel_distance, train_local, train_ray
+from codec.train import CodecTrainConfig, train_local, train_ray
 from storage.shards import segment_shards
+from tests.codec.helpers import fixed_eval_batch, measure_mel_distance
 
 
 def small_cfg(**kw) -> CodecTrainConfig:

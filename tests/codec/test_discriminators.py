@@ -16,8 +16,9 @@ from codec.discriminators import (
     generator_adv_loss,
     split_batch,
 )
-from codec.train import CodecTrainConfig, fixed_eval_batch, train_local
+from codec.train import CodecTrainConfig, train_local
 from storage.shards import segment_shards
+from tests.codec.helpers import fixed_eval_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,22 +11,11 @@ import pytest
 import torch
 
 import storage
-from codec.base import frames_for_duration
-from codec.model import CodecConfig, CodecModel
-from codec.train import CodecTrainConfig, save_checkpoint
 from manifests.io import manifest_uri, read_rows
 from manifests.rows import Reject, Sample, Shard
 from pipelines.encode import EncodeConfig, run_encode, tokens_root
 from storage.audio import read_sample
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    m = CodecModel(CodecConfig.preset("tiny")).eval()
-    d = tmp_path_factory.mktemp("codec")
-    save_checkpoint(str(d), m, None, 0, CodecTrainConfig(size="tiny"))
-    return str(d), m
+from tests.codec.helpers import frames_for_duration
 
 
 def _tokens(root: str) -> dict[str, tuple[str, dict, np.ndarray]]:
@@ -139,7 +128,8 @@ def test_bring_your_own_torchscript_codec(one_mono_shard, tmp_path):
     assert {r.codec_id for r in rows} == {res.codec_id}
 
 
-def test_exclude_license_leaves_samples_out_as_rejects(one_mono_shard, tmp_path):
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline", "actor-per-unit"])
+def test_exclude_license_leaves_samples_out_as_rejects(one_mono_shard, tmp_path, pipeline):
     """One segment shard whose every other sample is re-licensed CC-BY-NC: those become rejects, the rest tokens;
     dropping the filter redoes the unit and encodes everything."""
     ts = tmp_path / "byo.pt"
@@ -159,7 +149,7 @@ def test_exclude_license_leaves_samples_out_as_rejects(one_mono_shard, tmp_path)
     assert nc and keys - nc
 
     ecfg = EncodeConfig(segments=str(one_mono_shard), codec=str(ts), out=str(tmp_path / "out"), num_workers=1,
-                        exclude_licenses=["cc-by-nc*"])
+                        exclude_licenses=["cc-by-nc*"], pipeline=pipeline)
     res = run_encode(ecfg)
     assert res.committed
     toks = _tokens(res.out)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from codec.model import CodecConfig, CodecModel
-from codec.train import CodecTrainConfig, fixed_eval_batch, measure_mel_distance, train_local
+from codec.train import CodecTrainConfig, train_local
 from storage.shards import segment_shards
+from tests.codec.helpers import fixed_eval_batch, measure_mel_distance
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -63,10 +63,16 @@ def test_eval_errors_are_one_line(tokens, tmp_path, capsys):
 
 
 def test_submit_makes_lm_paths_absolute():
-    from matalu.submit import absolutize
+    """`matalu submit lm train …` to a head on this machine: local --data/--out/--tokenizer/--lm become absolute;
+    hf:DIR and s3:// URIs are left to the job; to a remote head a local --data is refused."""
+    from matalu.submit import shared_args
 
-    out = absolutize(["lm", "train", "--data", "data/demo", "--out", "data/lm", "--tokenizer", "tok",
-                      "--config", "configs/lm-tiny.yaml", "--init", "hf:models/smol"])
-    assert all(out[i + 1].startswith("/") for i, a in enumerate(out) if a in ("--data", "--out", "--tokenizer", "--config"))
-    assert out[out.index("--init") + 1] == "hf:models/smol"  # hf:DIR is left to the job (a path on the cluster)
-    assert absolutize(["lm", "train", "--data", "s3://b/tokens"])[-1] == "s3://b/tokens"
+    local = "http://127.0.0.1:8265"
+    out = shared_args(["lm", "train", "--data", "data/demo", "--out", "data/lm", "--tokenizer", "tok",
+                       "--init", "hf:models/smol"], local)
+    assert all(out[i + 1].startswith("/") for i, a in enumerate(out) if a in ("--data", "--out", "--tokenizer"))
+    assert out[out.index("--init") + 1] == "hf:models/smol"
+    assert shared_args(["lm", "eval", "--lm", "s3://b/lm", "--data", "s3://b/tokens"], local)[-1] == "s3://b/tokens"
+    assert shared_args(["lm", "eval", "--lm", "runs/lm"], local)[-1].startswith("/")
+    with pytest.raises(ValueError, match="s3://"):
+        shared_args(["lm", "train", "--data", "data/demo"], "http://10.1.2.3:8265")

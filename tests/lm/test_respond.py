@@ -73,3 +73,13 @@ def test_respond_rejects_mismatches(tiny_codec):
     lm = tiny_lm(q=tiny_codec.num_codebooks, k=tiny_codec.codebook_size)
     with pytest.raises(ValueError, match="mono 16 kHz audio"):
         respond(np.zeros((2, 1000), np.float32), tiny_codec, lm)
+
+
+def test_respond_at_another_frame_rate():
+    """Nothing assumes 50 Hz: a 25 Hz codec (hop 640) with 4 codebooks and a Q=4 LM with its own delays."""
+    torch.manual_seed(0)
+    codec = CodecModel(CodecConfig.preset("tiny", strides=[2, 4, 5, 8, 2], num_codebooks=4, codebook_size=64)).eval()
+    assert codec.frame_rate == 25.0
+    lm = tiny_lm(q=4, k=64, delays=[0, 1, 2, 2])
+    y = respond(speechlike(9_001), codec, lm, seed=0)
+    assert y.shape == (2, 9_001) and np.isfinite(y).all() and float(np.abs(y[0]).max()) > 0

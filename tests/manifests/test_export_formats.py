@@ -138,7 +138,6 @@ def test_export_from_moved_run_checks_audio(ingested, tmp_path):
 
 
 def test_moshi_is_handed_to_export_moshi(ingested, samples, tmp_path):
-    pytest.importorskip("manifests.export_moshi", reason="manifests/export_moshi.py is not there")
     cfg, _ = ingested
     with pytest.raises(ValueError, match="takes every dialog sample"):
         export(cfg.out, tmp_path / "m0", "moshi", kind="mono")
@@ -146,3 +145,19 @@ def test_moshi_is_handed_to_export_moshi(ingested, samples, tmp_path):
     dialogs = [s for s in samples if s["kind"] == "dialog"]
     assert res.n_samples == len(dialogs) and Path(res.files["jsonl"]).exists()
     assert res.seconds == pytest.approx(sum(s["duration_s"] for s in dialogs), abs=0.01)
+
+
+def test_lhotse_missing_says_which_extra(ingested, tmp_path, monkeypatch, capsys):
+    """Without lhotse installed the export fails at once with the pip command, from the API and the CLI."""
+    import sys
+
+    from matalu.cli import main
+
+    cfg, _ = ingested
+    monkeypatch.setitem(sys.modules, "lhotse", None)  # import lhotse -> ImportError
+    with pytest.raises(ValueError, match=r"pip install 'matalu\[lhotse\]'"):
+        export(cfg.out, tmp_path / "l", "lhotse", limit=1)
+    assert not (tmp_path / "l" / "cuts.jsonl.gz").exists()
+    capsys.readouterr()
+    assert main(["manifests", "export", cfg.out, "-o", str(tmp_path / "l2"), "--format", "lhotse"]) != 0
+    assert "pip install 'matalu[lhotse]'" in capsys.readouterr().err

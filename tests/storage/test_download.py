@@ -15,7 +15,6 @@ from storage.download import (
     HostNotAllowed,
     HttpError,
     download,
-    download_many,
     host_allowed,
     resolve_url,
 )
@@ -250,48 +249,3 @@ def test_exceptions_pickle_round_trip():
               HostNotAllowed("m", host="h", allowed=["x"]), DownloadError("m")):
         e2 = pickle.loads(pickle.dumps(e))
         assert type(e2) is type(e) and str(e2) == "m" and e2.__dict__ == e.__dict__
-
-
-def test_download_many_threads_with_per_host_cap(http_server, tmp_path):
-    blobs = {f"s{i}.bin": payload(40_000, seed=i) for i in range(6)}
-    specs = [DownloadSpec(http_server.add(n, b), sha256=sha(b)) for n, b in blobs.items()]
-    http_server.delay_s = 0.1
-    paths = download_many(specs + specs[:1], tmp_path, max_per_host=2, **FAST)
-    assert [p.name for p in paths] == list(blobs) + ["s0.bin"]
-    assert all(p.read_bytes() == blobs[p.name] for p in paths)
-    assert http_server.max_active == 2  # capped, and the cap was used
-    assert http_server.count() == 6  # the duplicate spec was fetched once
-
-
-def test_download_many_runs_all_then_raises_first_error(http_server, tmp_path, data):
-    ok = DownloadSpec(http_server.add("ok.bin", data))
-    bad = DownloadSpec(http_server.url("nope.bin"))
-    with pytest.raises(HttpError) as ei:
-        download_many([bad, ok], tmp_path, **FAST)
-    assert ei.value.status == 404
-    assert (tmp_path / "ok.bin").read_bytes() == data
-
-
-def test_download_many_checks_hosts_before_fetching(http_server, tmp_path, data):
-    ok = DownloadSpec(http_server.add("ok.bin", data))
-    with pytest.raises(HostNotAllowed):
-        download_many([ok, DownloadSpec("https://evil.example/x.bin")], tmp_path, allowed_hosts=["127.0.0.1"],
-                      **FAST)
-    assert http_server.count() == 0
-
-
-def test_download_many_rejects_name_clash(tmp_path):
-    with pytest.raises(ValueError, match="same file name"):
-        download_many([DownloadSpec("http://a/x.bin"), DownloadSpec("http://b/x.bin")], tmp_path, **FAST)
-
-
-@pytest.mark.slow
-def test_download_many_on_ray(ray_session, http_server, tmp_path):
-    blobs = {f"r{i}.bin": payload(30_000, seed=i) for i in range(4)}
-    specs = [DownloadSpec(http_server.add(n, b), sha256=sha(b)) for n, b in blobs.items()]
-    http_server.delay_s = 0.2
-    paths = download_many(specs, tmp_path, max_per_host=1, **FAST)
-    assert all(p.read_bytes() == blobs[p.name] for p in paths)
-    assert http_server.max_active == 1
-    with pytest.raises(ChecksumMismatch):
-        download_many([DownloadSpec(specs[0].url, sha256="0" * 64, filename="x.bin")], tmp_path, **FAST)
