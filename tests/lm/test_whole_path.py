@@ -12,7 +12,7 @@ import storage
 from matalu.cli import main
 
 
-@pytest.mark.slow  # ~2 min on a loaded 2-CPU box (codec steps, encode job, a 2-worker TorchTrainer, generation);
+@pytest.mark.slow  # 206 s measured on a loaded 2-CPU box (codec steps, encode job, a 2-worker TorchTrainer, generation);
 # each stage has its fast tests (tests/codec, tests/lm/test_train.py, test_cli_lm.py, lm-model's respond test)
 def test_ingest_codec_encode_lm_respond(ingested, tmp_path, capsys):
     from codec.train import CodecTrainConfig, train_local
