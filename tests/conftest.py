@@ -33,12 +33,9 @@ def free_port() -> int:
 def ray_session():
     import ray
 
-    if not ray.is_initialized():
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-        except Exception:  # a slow start on a loaded machine: one clean retry
-            ray.shutdown()
-            ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    from jobs.cluster import init_ray
+
+    init_ray(num_cpus=2, attempts=3)  # the jobs' own start-up, retried: a loaded machine can be slow to start Ray
     yield ray
     ray.shutdown()
 

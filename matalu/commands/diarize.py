@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", metavar="PATH",
                    help="pyannote backend: local directory laid out like pyannote/speaker-diarization-community-1")
     p.add_argument("--num-speakers", type=int, metavar="N", help="the number of speakers, when known")
+    p.add_argument("--min-speakers", type=int, metavar="N", help="lower bound when the number is found automatically")
     p.add_argument("--max-speakers", type=int, metavar="N", help="upper bound when the number is found automatically")
     p.add_argument("--uri", help="recording name in the RTTM (default: the file's stem)")
     p.add_argument("--turns", action="store_true",
@@ -27,26 +28,41 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     import storage
-    from pipelines.stages.decode import DecodeError, decode_bytes
+    from pipelines.stages.decode import DecodeError, decode_bytes, stream_mono
     from pipelines.stages.diarize import DiarizeConfig, get_diarizer, to_mono16k
     from pipelines.stages.rttm import format_rttm, safe_uri
 
     cfg = DiarizeConfig(backend=args.backend, checkpoint=args.checkpoint, num_speakers=args.num_speakers)
+    if args.min_speakers is not None:
+        cfg.min_speakers = args.min_speakers
     if args.max_speakers is not None:
         cfg.max_speakers = args.max_speakers
     cfg.validate()
-    if "://" not in args.audio and not Path(args.audio).exists():
+    local = "://" not in args.audio
+    if local and not Path(args.audio).exists():
         raise FileNotFoundError(f"audio file {args.audio} does not exist")
-    try:
-        dec = decode_bytes(storage.read_bytes(args.audio), args.audio, 16000)
-    except DecodeError as e:
-        raise ValueError(f"cannot decode {args.audio}: {e.detail}") from None
-    audio = to_mono16k(dec.audio, 16000)
     uri = safe_uri(args.uri or Path(args.audio.rstrip("/")).stem)
     t0 = time.perf_counter()
     diarizer = get_diarizer(cfg)
     t1 = time.perf_counter()
-    segments = diarizer.diarize(audio, 16000)
+    try:
+        if local and cfg.backend == "embedded":  # decoded block by block: memory stays bounded on long media
+            n = 0
+
+            def blocks():
+                nonlocal n
+                for b in stream_mono(args.audio, 16000):
+                    n += len(b)
+                    yield b
+
+            segments = diarizer.diarize_stream(blocks())
+        else:
+            dec = decode_bytes(storage.read_bytes(args.audio), args.audio, 16000)
+            audio = to_mono16k(dec.audio, 16000)
+            n = len(audio)
+            segments = diarizer.diarize(audio, 16000)
+    except DecodeError as e:
+        raise ValueError(f"cannot decode {args.audio}: {e.detail}") from None
     t2 = time.perf_counter()
     rttm = format_rttm(segments, uri)
     if args.rttm:
@@ -57,7 +73,7 @@ def run(args) -> int:
         from pipelines.stages.turns import diarization_to_turns
 
         turns = [t.to_dict() for t in diarization_to_turns(segments)]
-    dur = len(audio) / 16000
+    dur = n / 16000
     if args.json:
         print(json.dumps({"uri": uri, "duration_s": round(dur, 3), "backend": cfg.backend,
                           "segments": [{"start_s": s, "end_s": e, "speaker": k} for s, e, k in segments],

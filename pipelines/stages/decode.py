@@ -138,3 +138,31 @@ def decode_bytes(data: bytes, name: str = "", target_sr: int = 16000) -> Decoded
     if sr != target_sr:
         x = resample(x, sr, target_sr)
     return Decoded(audio=x, sample_rate=target_sr, orig_sample_rate=orig_sr, orig_channels=orig_ch)
+
+
+def stream_mono(path: str, target_sr: int = 16000, block_s: float = 60.0):
+    """Yield a local audio file as float32 mono blocks of ``block_s`` seconds at ``target_sr`` (FFmpeg via
+    torchcodec decodes only the block asked for, so an hour-long file never sits in memory whole)."""
+    from torchcodec.decoders import AudioDecoder
+
+    try:
+        dec = AudioDecoder(path, sample_rate=target_sr, num_channels=1)
+    except Exception as e:
+        raise DecodeError("undecodable", f"{path} is not audio FFmpeg can read: {e}") from e
+    dur = dec.metadata.duration_seconds
+    t, got = 0.0, 0
+    while dur is None or t < dur:
+        try:
+            s = dec.get_samples_played_in_range(t, t + block_s)
+        except Exception:  # asked past the end of a stream whose header gave no duration
+            break
+        x = s.data.numpy()
+        if x.shape[-1] == 0:
+            break
+        want = int(round((t + block_s) * target_sr)) - got  # keep the sample count exact across blocks
+        x = x[0, :want].astype(np.float32, copy=False)
+        got += len(x)
+        yield x
+        t += block_s
+    if got == 0:
+        raise DecodeError("empty_audio", f"{path} decodes to no samples")

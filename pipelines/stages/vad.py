@@ -31,6 +31,11 @@ class VadConfig:
     # Silero ships a 16 kHz and an 8 kHz model. At 8 kHz the front end costs about half as much per second of
     # audio (benchmarks/RESULTS.md); speech/non-speech decisions are what we need, not fine spectral detail.
     model_rate: int = 8000
+    # Level the VAD hears: each stream is scaled so that its loud frames (95th percentile of 32 ms frame RMS)
+    # sit at this level, within +-max_gain_db. Silero was trained on speech at ordinary levels and calls far-field
+    # speech at -45 dBFS silence; scaling makes the decision level-independent. None: audio as given.
+    level_dbfs: float | None = -20.0
+    max_gain_db: float = 40.0
 
 
 class SileroVad:
@@ -38,7 +43,8 @@ class SileroVad:
 
     Streams are float32 mono at 16 kHz; with ``model_rate=8000`` they are decimated by soxr first."""
 
-    def __init__(self, batch_windows: int = 1024, model_rate: int = 8000) -> None:
+    def __init__(self, batch_windows: int = 1024, model_rate: int = 8000, level_dbfs: float | None = -20.0,
+                 max_gain_db: float = 40.0) -> None:
         import silero_vad
 
         if model_rate not in _GEOMETRY:
@@ -69,6 +75,13 @@ class SileroVad:
         self._lstm.eval()
         self._hidden = hidden
         self.batch_windows = batch_windows
+        self.level_dbfs = level_dbfs
+        self.max_gain_db = max_gain_db
+
+    def gain(self, x: np.ndarray) -> float:
+        """The factor that brings ``x``'s loud frames to ``level_dbfs`` (1.0 when levelling is off or ``x`` is
+        digital silence)."""
+        return level_gain(x, self.level_dbfs, self.max_gain_db)
 
     def _front(self, w: torch.Tensor) -> torch.Tensor:
         F = torch.nn.functional
@@ -95,6 +108,9 @@ class SileroVad:
         windows, counts = [], []
         for x in streams:
             x = torch.from_numpy(self._to_model_rate(x))
+            g = self.gain(x.numpy())
+            if g != 1.0:
+                x = x * g
             n = max(1, (len(x) + W - 1) // W)
             xp = torch.nn.functional.pad(x, (C, n * W - len(x)))
             windows.append(xp.unfold(0, W + C, W))
@@ -113,6 +129,21 @@ class SileroVad:
         hidden, _ = self._lstm(seq)
         p = self._decoder(hidden.reshape(-1, H, 1)).reshape(len(streams), nmax)
         return [p[b, :n].numpy().copy() for b, n in enumerate(counts)]
+
+
+def level_gain(x: np.ndarray, level_dbfs: float | None, max_gain_db: float = 40.0, frame: int = 256) -> float:
+    """Gain that puts the 95th percentile of ``x``'s frame RMS at ``level_dbfs``, clipped to +-``max_gain_db``;
+    1.0 for ``level_dbfs=None`` or audio quieter than -100 dBFS everywhere."""
+    if level_dbfs is None or len(x) == 0:
+        return 1.0
+    n = max(1, len(x) // frame)
+    fr = np.asarray(x[: n * frame], dtype=np.float32).reshape(n, -1) if len(x) >= frame else np.asarray(x)[None]
+    rms = np.sqrt(np.mean(np.square(fr, dtype=np.float64), axis=1))
+    loud = float(np.percentile(rms, 95))
+    if loud < 1e-5:
+        return 1.0
+    db = float(np.clip(level_dbfs - 20 * np.log10(loud), -max_gain_db, max_gain_db))
+    return float(10 ** (db / 20))
 
 
 def speech_regions(prob: np.ndarray, n_samples: int, cfg: VadConfig, sr: int = SAMPLE_RATE) -> list[tuple[float, float]]:

@@ -147,6 +147,7 @@ def test_local_paths_refused_for_a_remote_head(tmp_path):
     assert shared_args(["ingest", "--out", "rel"], "http://127.0.0.1:8265")[2] == str(Path("rel").resolve())
 
 
+@pytest.mark.slow  # its own Ray head and two jobs; fast cover: the token and path tests above, tests/test_submit.py
 def test_submit_encode_and_codec_train_then_jobs(token_head, one_mono_shard, tmp_path):
     import torch
 

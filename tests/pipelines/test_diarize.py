@@ -55,8 +55,9 @@ def test_two_speakers_and_der(dialogs, hyps):
         assert all(0 <= s < e for s, e, _ in h) and h == sorted(h)
     rep = score(refs, got, (0.0, 0.25))
     c0, c25 = rep.overall
-    # Measured on these six dialogs (seed 7): DER 2.36 % at collar 0 (miss 0.21, FA 2.15, confusion 0.00),
-    # 0.06 % at collar 0.25; worst file 2.8 %. Bounds leave room for float/thread differences.
+    # Measured on these six dialogs (seed 7): DER 3.15 % at collar 0 (miss 0.01, FA 3.14, confusion 0.00),
+    # 0.26 % at collar 0.25; worst file 3.8 % (issue [3]'s agglomerative version: 2.36 %, 0.06 %; the VAD now
+    # keeps quiet tails that real far-field speech needs). Bounds leave room for float/thread differences.
     assert c0.der < 0.06, c0
     assert c25.der < 0.03, c25
     assert max(ss[0].der for ss in rep.files.values()) < 0.10

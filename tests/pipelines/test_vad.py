@@ -20,7 +20,7 @@ def test_batched_probs_equal_silero_stepping(rate):
         speech[:23456],
         np.zeros(5000, np.float32),
     ]
-    vad = SileroVad(model_rate=rate)
+    vad = SileroVad(model_rate=rate, level_dbfs=None)  # the model as Silero runs it: no levelling
     got = vad.probs(streams)
     ref_model = silero_vad.load_silero_vad()
     for x, p in zip(streams, got):
@@ -50,3 +50,18 @@ def test_regions_cover_speech_and_skip_silence():
     assert not any(s < mid_gap[1] and e > mid_gap[0] for s, e in regions)
     (q,) = SileroVad().probs([np.zeros(3 * sr, np.float32)])
     assert speech_regions(q, 3 * sr, VadConfig()) == []
+
+
+def test_levelling_makes_regions_independent_of_recording_level():
+    from pipelines.stages.vad import level_gain
+
+    sr = 16000
+    speech = telugu_speech()
+    x = np.concatenate([np.zeros(sr, np.float32), speech, np.zeros(sr, np.float32)])
+    x = x / np.sqrt(np.mean(x**2))
+    vad = SileroVad()
+    loud, quiet = x * 10 ** (-20 / 20), x * 10 ** (-50 / 20)
+    assert level_gain(quiet, -20.0) == pytest.approx(1000 ** 0.5 * level_gain(loud, -20.0), rel=1e-4)
+    r_loud, r_quiet = (speech_regions(p, len(x), VadConfig()) for p in vad.probs([loud, quiet]))
+    assert r_loud and r_quiet == r_loud
+    assert level_gain(np.zeros(1000, np.float32), -20.0) == 1.0  # digital silence stays silence
