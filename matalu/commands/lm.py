@@ -1,0 +1,170 @@
+"""`matalu lm train | tokenizer | eval | respond`: the audio LM over token shards (Ray Train), its text tokenizer,
+its loss per stream, and a spoken reply to a WAV."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("lm", help="train, evaluate or run the audio LM")
+    lsub = p.add_subparsers(dest="lm_cmd", required=True)
+
+    t = lsub.add_parser("train", help="train the audio LM on token shards (Ray Train TorchTrainer; --local: in-process)")
+    t.add_argument("--config", help="configs/lm-*.yaml (a model: and a train: section)")
+    t.add_argument("--data", help="token shards: an encode output (its tokens/<codec_id>/) or a folder of *.tar")
+    t.add_argument("--out", help="checkpoint/resume URI (local or s3://); default: config's out")
+    t.add_argument("--size", choices=["tiny", "125m", "1b"], help="model size preset (default: the config's model)")
+    t.add_argument("--steps", type=int, help="train until this step (a finished run with fewer steps resumes)")
+    t.add_argument("--num-workers", type=int, help="Ray Train workers")
+    t.add_argument("--batch-size", type=int, help="packed windows per worker per micro-step")
+    t.add_argument("--grad-accum", type=int, help="micro-steps per optimizer step")
+    t.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16")
+    t.add_argument("--fsdp", action="store_true", help="FSDP2 (fully_shard) instead of DDP (for 1b)")
+    t.add_argument("--local", action="store_true", help="train in this process, without Ray")
+    t.add_argument("--init", help="hf:DIR: start the temporal transformer from a local Hugging Face causal LM folder")
+    t.add_argument("--lora", type=int, metavar="RANK", help="train low-rank adapters of this rank only")
+    t.add_argument("--tokenizer", help="turn the text stream on with this tokenizer (from `matalu lm tokenizer`)")
+    t.add_argument("--threads", type=int, help="torch threads (and Ray CPUs) per CPU worker")
+    t.add_argument("--address", help="Ray address (default: RAY_ADDRESS or a local Ray)")
+
+    k = lsub.add_parser("tokenizer", help="train the text stream's SentencePiece model on the transcripts")
+    k.add_argument("--data", required=True, help="an ingest or encode output (its samples manifest) or shards")
+    k.add_argument("--out", default="data/tokenizer", help="folder for tokenizer.model + tokenizer.json")
+    k.add_argument("--vocab", type=int, default=4000, help="vocabulary size (an upper bound on small corpora)")
+
+    e = lsub.add_parser("eval", help="loss and perplexity per stream and codebook")
+    e.add_argument("--lm", required=True, help="a training output (its latest checkpoint) or a checkpoint folder")
+    e.add_argument("--data", required=True, help="token shards")
+    e.add_argument("--split", choices=["all", "val", "train"], default="all",
+                   help="val/train: the run's own held-out split of these shards (by sample id); all: every sample")
+    e.add_argument("--batch-size", type=int, default=4)
+    e.add_argument("--max-batches", type=int, default=0, help="stop after this many batches (0: one full pass)")
+    e.add_argument("--device", default=None)
+    e.add_argument("--json", nargs="?", const="-", help="print JSON (or write it to this path / s3:// URI)")
+
+    r = lsub.add_parser("respond", help="speak a reply to IN.wav: OUT.wav is stereo (0 = system, 1 = your input)")
+    r.add_argument("input", metavar="IN.wav")
+    r.add_argument("--codec", required=True, help="the codec the LM's tokens came from (checkpoint, .ts, …)")
+    r.add_argument("--lm", required=True, help="a training output or checkpoint folder")
+    r.add_argument("-o", "--out", required=True, metavar="OUT.wav")
+    r.add_argument("--temperature", type=float, default=0.8)
+    r.add_argument("--top-k", type=int, default=250)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default=None)
+
+
+def _device(d: str | None) -> str:
+    if d:
+        return d
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run(args) -> int:
+    return {"train": _train, "tokenizer": _tokenizer, "eval": _eval, "respond": _respond}[args.lm_cmd](args)
+
+
+def _train(args) -> int:
+    from lm.train import load_config, train_local, train_ray
+
+    model, cfg = load_config(args.config)
+    for flag, name in (("data", "data"), ("out", "out"), ("steps", "steps"), ("num_workers", "num_workers"),
+                       ("batch_size", "batch_size"), ("grad_accum", "grad_accum"), ("init", "init"),
+                       ("lora", "lora_rank"), ("tokenizer", "tokenizer"), ("threads", "threads_per_worker")):
+        v = getattr(args, flag)
+        if v:
+            setattr(cfg, name, v)
+    if args.gpu:
+        cfg.use_gpu = True
+    if args.fsdp:
+        cfg.fsdp = True
+    if args.tokenizer:
+        cfg.text = True
+    if not cfg.data:
+        raise ValueError("no training data: pass --data TOKENS_URI (an encode output; or set train.data in the config)")
+    if cfg.init and not cfg.init.startswith("hf:"):
+        raise ValueError(f"--init {cfg.init}: expected hf:DIR (a local Hugging Face causal LM folder)")
+    t0 = time.perf_counter()
+    if args.local:
+        res = train_local(model, args.size, cfg)
+        print(f"[lm] step {res.step} in {time.perf_counter() - t0:.1f} s; checkpoint {res.checkpoint or '(none)'}")
+        return 0
+    from jobs.cluster import init_ray
+
+    init_ray(args.address)
+    import ray.train
+
+    try:
+        result = train_ray(model, args.size, cfg)
+    except ray.train.TrainingFailedError as e:  # Ray Train v2 raises when the workers failed past max_failures
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        print(f"matalu lm train: training failed: {first}", file=sys.stderr)
+        return 1
+    if result.error is not None:
+        print(f"matalu lm train: training failed: {result.error}", file=sys.stderr)
+        return 1
+    m = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in (result.metrics or {}).items()}
+    print(f"[lm] done in {time.perf_counter() - t0:.1f} s: {json.dumps(m)}")
+    print(f"[lm] checkpoints: {cfg.out}/checkpoints/ (latest.json), metrics: {cfg.out}/metrics.jsonl; "
+          f"try: matalu lm respond IN.wav --codec CODEC --lm {cfg.out} -o reply.wav")
+    return 0
+
+
+def _tokenizer(args) -> int:
+    from lm.text import train_tokenizer
+
+    res = train_tokenizer(args.data, args.out, args.vocab)
+    print(f"[lm] tokenizer {res.model_uri}: {res.vocab_size} pieces from {res.sentences} transcripts "
+          f"({res.characters} characters); train with --tokenizer {args.out}")
+    return 0
+
+
+def _eval(args) -> int:
+    from lm.evaluate import evaluate, render, write_json
+
+    res = evaluate(args.lm, args.data, split=args.split, batch_size=args.batch_size, max_batches=args.max_batches,
+                   device=_device(args.device))
+    if args.json == "-":
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"[lm] {res['run']} step {res['step']} on {res['data']} ({res['split']}): {res['samples']} samples, "
+          f"{res['frames']} frames, padding {100 * res['padding_fraction']:.1f}%")
+    print(render(res["streams"]))
+    if args.json:
+        write_json(res, args.json)
+        print(f"[lm] wrote {args.json}")
+    return 0
+
+
+def _respond(args) -> int:
+    import numpy as np
+
+    import storage
+    from codec.adapters import load_codec
+    from lm.checkpoint import load_lm
+    from lm.respond import respond
+    from storage.audio import decode_audio, encode_wav, resample
+
+    dev = _device(args.device)
+    audio, sr = decode_audio(storage.read_bytes(args.input))
+    mono = audio.mean(axis=0, keepdims=True)
+    codec = load_codec(args.codec, dev)
+    model, _cfg, _tok, meta = load_lm(args.lm, dev)
+    cid, trained_on = str(getattr(codec, "codec_id", "")), meta.get("lineage", {}).get("codec_id", "")
+    if trained_on and cid and trained_on != cid:
+        raise ValueError(f"the LM {args.lm} was trained on tokens of codec {trained_on}, not {cid}; pass that codec")
+    t0 = time.perf_counter()
+    out = respond(resample(mono, sr, 16000), codec, model, temperature=args.temperature, top_k=args.top_k,
+                  seed=args.seed)
+    system = resample(np.asarray(out[:1], np.float32), 16000, sr)[0, : audio.shape[1]]
+    stereo = np.zeros((2, audio.shape[1]), np.float32)
+    stereo[0, : system.shape[0]] = system
+    stereo[1] = mono[0]  # channel 1: the user's own input at its own rate
+    storage.write_bytes(args.out, encode_wav(stereo, sr))
+    print(f"[lm] wrote {args.out}: {audio.shape[1] / sr:.2f} s stereo at {sr} Hz (0 = system, 1 = you) "
+          f"in {time.perf_counter() - t0:.1f} s")
+    return 0
