@@ -41,6 +41,7 @@ import torch
 
 import storage
 from codec.base import known_keys
+from jobs.cluster import job_resources
 from lm import checkpoint as ckpt
 from lm.data import PackedStream, prefetch, probe, token_shards, tokens_root
 from lm.evaluate import batch_of, finish, loss_sums
@@ -301,8 +302,10 @@ def _loop(mdict: dict, size: str | None, cfg: LMTrainConfig, *, rank: int, world
     if cfg.lora_rank:
         from lm.lora import apply_lora
 
-        n = apply_lora(lm, cfg.lora_rank)
-        say(f"[lm] LoRA rank {cfg.lora_rank} on {n} temporal layers; "
+        # after --init the audio embeddings and the depth transformer are fresh: they train in full, the
+        # pretrained temporal transformer through its adapters only
+        n = apply_lora(lm, cfg.lora_rank, train_fresh=bool(cfg.init))
+        say(f"[lm] LoRA rank {cfg.lora_rank} on {n} temporal layers{' (fresh audio parts train in full)' if cfg.init else ''}; "
             f"{sum(p.numel() for p in lm.parameters() if p.requires_grad):,} trainable parameters")
     if ck is not None:
         lm.load_state_dict(ck.model)
@@ -620,11 +623,12 @@ def train_ray(model: dict, size: str | None, cfg: LMTrainConfig, *, name: str | 
         fs = pyarrow.fs.S3FileSystem(endpoint_override=cfg.storage.get("endpoint_url")
                                      or storage.current_options().endpoint_url)
     cpus = 0 if cfg.use_gpu else max(1, cfg.threads_per_worker)
+    resources = {**({"CPU": cpus} if cpus else {}), **job_resources()}  # + cluster.yaml's node type, when submitted
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config={"cfg": cfg.to_dict(), "model": model, "size": size},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker={"CPU": cpus} if cpus else None),
+                                               resources_per_worker=resources or None),
         run_config=ray.train.RunConfig(
             name=name or f"lm-{int(time.time())}-{os.getpid()}", storage_path=storage_path, storage_filesystem=fs,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=max(1, cfg.keep_checkpoints)),
