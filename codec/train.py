@@ -349,6 +349,8 @@ def train_ray(cfg: CodecTrainConfig, data_uri: str, steps: int, out: str, *, num
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from jobs.cluster import job_resources
+
     storage.write_text(storage.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2) + "\n")
     if storage_path is None and storage.is_local(out):
         storage_path = str(Path(storage.local_path(out)).resolve() / "ray")
@@ -357,7 +359,9 @@ def train_ray(cfg: CodecTrainConfig, data_uri: str, steps: int, out: str, *, num
         train_loop_config={"cfg": cfg.to_dict(), "data": data_uri, "steps": steps, "out": out,
                            "threads": threads_per_worker},
         scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                               resources_per_worker={"CPU": threads_per_worker}),
-        run_config=ray.train.RunConfig(name=f"codec-{int(time.time())}", storage_path=storage_path),
+                                               resources_per_worker={"CPU": threads_per_worker, **job_resources()}),
+        # a worker that dies (lost node) restarts the group, which resumes from the latest checkpoint in `out`
+        run_config=ray.train.RunConfig(name=f"codec-{int(time.time())}", storage_path=storage_path,
+                                       failure_config=ray.train.FailureConfig(max_failures=3)),
     )
     return trainer.fit()

@@ -48,3 +48,29 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, *, attempt
             raise ClusterError(f"a local Ray did not start after {attempts} tries ({first}); the machine may be short of "
                                "CPU or memory: close other work and rerun, or start Ray yourself (`ray start --head`) and "
                                "pass --address auto") from e
+
+
+# -- custom resources (cluster.yaml's node types) -----------------------------------------------------------------
+RESOURCES_ENV = "MATALU_RAY_RESOURCES"
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """``"gpu_node=1,foo=0.5"`` -> ``{"gpu_node": 1.0, "foo": 0.5}``; a bad item is a one-sentence ValueError."""
+    out: dict[str, float] = {}
+    for item in filter(None, (s.strip() for s in (text or "").split(","))):
+        name, sep, amount = item.partition("=")
+        try:
+            value = float(amount) if sep else 1.0
+        except ValueError:
+            value = -1.0
+        if not name or value <= 0 or name in ("CPU", "GPU", "memory"):
+            raise ValueError(f"resource {item!r}: expected NAME=AMOUNT with a custom resource name and an amount > 0, "
+                             "e.g. cpu_node=1 or gpu_node=1 (the node types' resources in cluster.yaml)")
+        out[name] = value
+    return out
+
+
+def job_resources() -> dict[str, float]:
+    """The custom resources each unit actor / training worker of this job requests: MATALU_RAY_RESOURCES, set by
+    ``matalu submit --resources`` (empty: run anywhere, as on a laptop)."""
+    return parse_resources(os.environ.get(RESOURCES_ENV, ""))

@@ -27,6 +27,7 @@ import subprocess
 import time
 import traceback
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +39,8 @@ from manifests.rows import Run
 
 DONE = "_DONE"
 PARTS = "parts"
+UNIT_ATTEMPTS = 2  # a unit whose processing raises is tried this often on its actor, then recorded as failed
+WORKER_DEATH_RETRIES = 3  # a unit whose actor dies (lost node, out-of-memory kill) is retried by Ray this often
 
 
 @dataclass
@@ -57,12 +60,19 @@ class JobResult:
     noop: bool = False
 
 
-def run_unit(unit_id: str, fn: Callable[[], dict]) -> str:
-    """``fn()``'s summary as JSON, or an error summary: the unit stays uncommitted and a rerun retries it."""
-    try:
-        return json.dumps(fn())
-    except Exception as e:
-        return json.dumps({"unit_id": unit_id, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+def run_unit(unit_id: str, fn: Callable[[], dict], attempts: int = UNIT_ATTEMPTS) -> str:
+    """``fn()``'s summary as JSON; a raise is retried up to ``attempts`` tries in all, then becomes an error summary:
+    the unit stays uncommitted and a rerun retries it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return json.dumps({"unit_id": unit_id, **fn()})
+        except Exception as e:
+            if attempt == attempts:
+                return json.dumps({"unit_id": unit_id, "error": f"{type(e).__name__}: {e}",
+                                   "attempts": attempts, "traceback": traceback.format_exc()})
+            logging.getLogger("matalu.jobs").warning("unit %s failed (%s: %s); trying it again", unit_id,
+                                                     type(e).__name__, e)
+    raise AssertionError("unreachable")
 
 
 def new_run_id(started: datetime) -> str:
@@ -213,15 +223,18 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
         storage.remove(success)  # the output is about to change: it is not committed until we finish
     skipped = len(spec.units) - len(todo)
     say(f"{tag} run {run_id}: {len(spec.units)} units; {skipped} already committed, {len(todo)} to process -> {spec.root}")
-    failed: list[str] = []
+    failed: dict[str, str] = {}  # unit id -> why
     totals = {k: 0 for k in spec.totals}
     if todo:
         t0 = time.perf_counter()
         bar = _Progress(len(todo), spec.progress_line, enabled=progress)
 
+        finished: set[str] = set()
+
         def on_done(summary: dict) -> None:
+            finished.add(summary.get("unit_id", ""))
             if "error" in summary:
-                failed.append(summary["unit_id"])
+                failed[summary["unit_id"]] = summary["error"]
                 say(f"{tag} unit {summary['unit_id']} failed: {summary['error']}\n{summary.get('traceback', '')}")
             else:
                 for k in totals:
@@ -230,6 +243,11 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
 
         with bar:
             (spec.execute or _run_on_ray)(spec, todo, on_done)
+        for u in todo:  # no summary: Ray gave up on it (its actor died on every try)
+            if u.unit_id not in finished:
+                failed[u.unit_id] = (f"no result after {1 + WORKER_DEATH_RETRIES} tries: its worker died each time "
+                                     "(a lost node or an out-of-memory kill)")
+                say(f"{tag} unit {u.unit_id} failed: {failed[u.unit_id]}")
         if spec.end_line:
             say(spec.end_line(totals, time.perf_counter() - t0))
     done = [u for u in spec.units if u.unit_id not in failed]
@@ -254,8 +272,10 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
     else:
         why = [f"{len(failed)} failed units"] + problems
         say(f"{tag} NOT committed: {', '.join(why)}; rerun the same command to retry the failed units")
-    return result_type(spec.root, run_id, len(spec.units), skipped, len(todo) - len(failed), failed, counts, committed,
-                       **spec.result_extra)
+        for unit_id, reason in sorted(failed.items()):
+            say(f"{tag}   failed unit {unit_id}: {reason.splitlines()[0] if reason else ''}")
+    return result_type(spec.root, run_id, len(spec.units), skipped, len(todo) - len(failed), sorted(failed), counts,
+                       committed, **spec.result_extra)
 
 
 def merge_parts(spec: JobSpec, units: list) -> dict:
@@ -296,8 +316,9 @@ def remove_stale(spec: JobSpec) -> int:
     return n
 
 
-def start_ray_data(spec: JobSpec) -> tuple[int, int, bool]:
-    """Connect to (or start) the job's Ray with Ray Data's progress output off; (cluster CPUs, GPUs, use GPUs)."""
+def start_ray_data(spec: JobSpec, n_units: int) -> tuple[int, int, bool]:
+    """Connect to (or start) the job's Ray with Ray Data's progress output off; (cluster CPUs, GPUs, use GPUs).
+    Up to ``n_units`` errored blocks are tolerated, so a unit Ray gave up on does not stop the others."""
     import ray
     import ray.data
 
@@ -308,6 +329,7 @@ def start_ray_data(spec: JobSpec) -> tuple[int, int, bool]:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.verbose_progress = False
+    ctx.max_errored_blocks = n_units
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     res = ray.cluster_resources()
     gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
@@ -318,23 +340,41 @@ def start_ray_data(spec: JobSpec) -> tuple[int, int, bool]:
 
 
 def _run_on_ray(spec: JobSpec, todo: list, on_done: Callable[[dict], None]) -> None:
-    """The default execution: Ray Data ``map_batches`` of :class:`UnitActor` (one unit per call) over ``todo``."""
+    """The default execution: Ray Data ``map_batches`` of :class:`UnitActor` (one unit per call) over ``todo``;
+    ``on_done`` gets each summary.
+
+    An actor that dies (its node lost, an out-of-memory kill) is restarted and its unit retried by Ray up to
+    WORKER_DEATH_RETRIES times; a unit still without a result after that is skipped here (``max_errored_blocks``)
+    so the others finish, and :func:`run_job` records it as failed."""
     import ray
     import ray.data
 
-    cpus, gpus, use_gpu = start_ray_data(spec)
+    from jobs.cluster import job_resources
+
+    cpus, gpus, use_gpu = start_ray_data(spec, len(todo))
     n = max(1, min(spec.num_workers or (gpus if use_gpu else cpus), len(todo)))
     ds = ray.data.from_items([{"unit": u.to_json()} for u in todo], override_num_blocks=len(todo))
-    ds = ds.map_batches(
+    with warnings.catch_warnings():  # Ray 2.60 has no named parameter for max_restarts/max_task_retries yet
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated", category=DeprecationWarning)
+        ds = _map_units(ds, spec, n, use_gpu, job_resources())
+    for row in ds.iter_rows():
+        on_done(json.loads(row["summary"]))
+
+
+def _map_units(ds, spec: JobSpec, n: int, use_gpu: bool, resources: dict):
+    import ray.data
+
+    return ds.map_batches(
         UnitActor,
         fn_constructor_kwargs={"make_processor": spec.make_processor, "unit_type": spec.unit_type},
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n),
         num_gpus=1 if use_gpu else 0,
         num_cpus=1,
+        resources=resources or None,  # e.g. cpu_node / gpu_node: the node types of cluster.yaml
+        max_restarts=-1,  # an actor lost with its node comes back elsewhere ...
+        max_task_retries=WORKER_DEATH_RETRIES,  # ... and retries its unit, a bounded number of times
     )
-    for row in ds.iter_rows():
-        on_done(json.loads(row["summary"]))
 
 
 class _Progress:

@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from jobs.cluster import job_resources
 from jobs.runner import JobSpec, start_ray_data
 from manifests.licenses import license_filter
 from manifests.rows import Reject
@@ -166,7 +167,7 @@ def run_pipeline(cfg: EncodeConfig, info: CodecInfo, run_id: str, spec: JobSpec,
     import ray
     import ray.data
 
-    cpus, gpus, use_gpu = start_ray_data(spec)
+    cpus, gpus, use_gpu = start_ray_data(spec, len(todo))
     n, threads, actor_cpus, side_cpus = plan_resources(cfg, spec.num_workers, cpus, gpus, use_gpu)
     cfg_json, info_json = cfg.to_json(), json.dumps(asdict(info))
     ctx = ray.data.DataContext.get_current()
@@ -188,7 +189,7 @@ def _stream(cfg_json: str, info_json: str, run_id: str, todo: list, on_done: Cal
     ds = ds.map_batches(EncodeActor, fn_constructor_kwargs={"cfg_json": cfg_json, "device": "cuda" if use_gpu else "cpu",
                                                             "threads": threads},
                         batch_size=1, compute=ray.data.ActorPoolStrategy(size=n), num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus,
-                        batch_format="numpy")
+                        batch_format="numpy", resources=job_resources() or None)  # cluster.yaml's node types
     writer = ray.remote(num_cpus=side_cpus, max_retries=0)(write_task)
     pending: dict[str, list[dict]] = {}
     running: list = []

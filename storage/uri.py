@@ -30,6 +30,19 @@ class StorageOptions:
         return {"endpoint_url": self.endpoint_url, "region": self.region}
 
 
+# Multipart uploads (boto3 managed transfers): objects from this size on go up in parts of MULTIPART_CHUNK bytes, so an
+# interrupted upload resends one part, not the object. S3 parts must be >= 5 MiB (except the last).
+MULTIPART_THRESHOLD = int(os.environ.get("MATALU_S3_MULTIPART_THRESHOLD", 64 << 20))
+MULTIPART_CHUNK = int(os.environ.get("MATALU_S3_MULTIPART_CHUNK", 16 << 20))
+
+
+def _transfer_config():
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK,
+                          max_concurrency=4)
+
+
 _options = StorageOptions(endpoint_url=os.environ.get("MATALU_S3_ENDPOINT_URL") or None)
 _clients: dict[tuple, object] = {}
 _lock = threading.Lock()
@@ -99,6 +112,7 @@ def _s3():
                 "s3",
                 endpoint_url=opts.endpoint_url,
                 region_name=opts.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                # retried with backoff: throttling (503 SlowDown), 5xx, connection resets/timeouts (tests/faultproxy.py)
                 config=Config(retries={"max_attempts": 8, "mode": "adaptive"}),
             )
             _clients[key] = client
@@ -169,7 +183,12 @@ def write_bytes(uri: str, data: bytes) -> None:
     """Write all of ``data`` to ``uri`` atomically: readers see the old object or the new one, never a part."""
     if is_s3(uri):
         bucket, key = _split_s3(uri)
-        _s3().put_object(Bucket=bucket, Key=key, Body=data)
+        if len(data) >= MULTIPART_THRESHOLD:  # large checkpoints and manifests: in parts
+            import io
+
+            _s3().upload_fileobj(io.BytesIO(data), bucket, key, Config=_transfer_config())
+        else:
+            _s3().put_object(Bucket=bucket, Key=key, Body=data)
         return
     _atomic_local_write(local_path(uri), data)
 
@@ -183,7 +202,7 @@ def put_file(local: str | Path, uri: str) -> None:
     local = Path(local)
     if is_s3(uri):
         bucket, key = _split_s3(uri)
-        _s3().upload_file(str(local), bucket, key)
+        _s3().upload_file(str(local), bucket, key, Config=_transfer_config())
         return
     dst = local_path(uri)
     dst.parent.mkdir(parents=True, exist_ok=True)
