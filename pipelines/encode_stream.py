@@ -193,9 +193,14 @@ def _stream(cfg_json: str, info_json: str, run_id: str, todo: list, on_done: Cal
     writer = ray.remote(num_cpus=side_cpus, max_retries=0)(write_task)
     pending: dict[str, list[dict]] = {}
     running: list = []
+    unit_of: dict = {}
 
     def finish(refs: list) -> None:
-        for s in ray.get(refs):
+        for ref in refs:
+            try:
+                s = ray.get(ref)
+            except Exception as e:  # the task's worker died: this unit fails alone, a rerun redoes it
+                s = {"unit_id": unit_of[ref], "error": f"write task lost: {type(e).__name__}: {e}"}
             on_done(s)
 
     for row in ds.iter_rows():
@@ -210,7 +215,9 @@ def _stream(cfg_json: str, info_json: str, run_id: str, todo: list, on_done: Cal
         if errors:
             on_done(json.loads(errors[0]))
             continue
-        running.append(writer.remote(unit_json, cfg_json, info_json, run_id, rows))
+        ref = writer.remote(unit_json, cfg_json, info_json, run_id, rows)
+        unit_of[ref] = uid
+        running.append(ref)
         done, running = ray.wait(running, num_returns=len(running), timeout=0)
         finish(done)
     finish(running)

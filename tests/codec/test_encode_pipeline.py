@@ -82,6 +82,24 @@ def test_more_actors_than_units(one_mono_shard, tiny_ckpt, tmp_path):
     assert outs[True] == outs[False]
 
 
+def test_a_bad_shard_fails_alone(one_mono_shard, tiny_ckpt, tmp_path):
+    """A segment shard the codec cannot take (8 kHz audio) is reported as that unit's failure; the other unit is
+    committed, and the run is not (no _SUCCESS)."""
+    ckdir, _ = tiny_ckpt
+    seg = one_mono_shard / "segments" / "synthetic" / "mono"
+    (src,) = seg.glob("*.tar")
+    with storage.ShardWriter(lambda _i: str(seg / "bad.tar")) as w:
+        key, members = next(iter(storage.iter_shard(str(src))))
+        meta = json.loads(members["json"])
+        meta["sample_rate"] = 8000
+        w.write(key, {**members, "json": json.dumps(meta).encode()})
+    res = run_encode(EncodeConfig(segments=str(one_mono_shard), codec=ckdir, out=str(tmp_path / "o"), num_workers=2,
+                                  batch_seconds=5.0), say=lambda s: None)
+    assert not res.committed and res.units_failed == ["synthetic-mono-bad"] and res.units_processed == 1
+    assert not storage.exists(f"{res.out}/_SUCCESS")
+    assert len(storage.list_files(f"{res.out}/manifests/parts", "_DONE")) == 1
+
+
 def test_plan_resources_never_oversubscribes():
     cfg = EncodeConfig()
     for cpus in (1, 2, 8):
