@@ -313,28 +313,15 @@ def train_local(cfg: CodecTrainConfig, data_uri: str, steps: int, *, out: str | 
 
 
 def _ray_worker(config: dict) -> None:
-    import ray.train
     import ray.train.torch
 
+    from jobs.train import report_step, worker_context
+
     cfg = CodecTrainConfig.from_dict(config["cfg"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    rank, world, device = worker_context(int(config.get("threads", 1)))
 
     def report(m: dict, saved: str) -> None:
-        """Every step's metrics; with a step that saved a checkpoint, a Ray checkpoint pointing at it (so the
-        Result's metrics and checkpoint are those of the last saved step)."""
-        metrics = {k: v for k, v in m.items() if isinstance(v, (int, float))}
-        if not saved:
-            ray.train.report(metrics)
-            return
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as d:
-            Path(d, "pointer.json").write_text(json.dumps({"uri": saved, "step": m["step"]}))
-            ray.train.report({**metrics, "checkpoint_uri": saved}, checkpoint=ray.train.Checkpoint.from_directory(d))
+        report_step(m, saved, rank)
 
     _loop(cfg, config["data"], int(config["steps"]), rank=rank, world=world, device=device,
           wrap=lambda m: ray.train.torch.prepare_model(m, move_to_device=False), report=report, out=config["out"])

@@ -539,28 +539,15 @@ def _write_run_config(model: dict, size: str | None, cfg: LMTrainConfig) -> None
 
 
 def _ray_worker(config: dict) -> None:
-    import tempfile
-    from pathlib import Path
-
-    import ray.train
     import ray.train.torch
 
+    from jobs.train import report_step, worker_context
+
     cfg = LMTrainConfig.from_dict(config["cfg"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, cfg.threads_per_worker))
+    rank, world, device = worker_context(cfg.threads_per_worker)
 
     def report(m: dict, saved: str) -> None:
-        metrics = {k: v for k, v in m.items() if isinstance(v, (int, float))}
-        if not saved:
-            ray.train.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as d:
-            Path(d, "pointer.json").write_text(json.dumps({"uri": saved, "step": m["step"]}))
-            ray.train.report({**metrics, "checkpoint_uri": saved},
-                             checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
+        report_step(m, saved, rank)
 
     def say(s: str) -> None:
         if rank == 0:

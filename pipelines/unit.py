@@ -102,7 +102,7 @@ class UnitProcessor:
 
     # ------------------------------------------------------------------------------------------------------
     def process(self, unit: WorkUnit) -> dict:
-        """Process the unit's recordings in bounded memory (DESIGN §4).
+        """Process the unit's recordings in bounded memory (docs/DESIGN.md §4).
 
         Recordings are read and decoded in order into a group until the group holds ``cfg.vad_batch_max_s`` of
         audio (a longer recording makes a group alone); the group is VAD-ed as one batch, diarized and cut, its

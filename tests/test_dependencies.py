@@ -3,13 +3,14 @@ dependency (or, for an import only some commands make, a named extra); tests and
 
 from __future__ import annotations
 
-import ast
 import functools
 import re
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
+
+from tests.imports import imported_names
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("storage", "manifests", "jobs", "pipelines", "codec", "lm", "matalu")
@@ -31,19 +32,12 @@ def _imports(paths) -> dict[str, str]:
     local = {p.stem for d in dirs for p in d.rglob("*.py")} | {d.name for d in dirs}
     out: dict[str, str] = {}
     for path in paths:
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
+        for n, _line in imported_names(path):
+            top = n.split(".")[0]
+            if top in sys.stdlib_module_names or top in local or top == "__future__":
                 continue
-            for n in names:
-                top = n.split(".")[0]
-                if top in sys.stdlib_module_names or top in local or top == "__future__":
-                    continue
-                key = ".".join(n.split(".")[:2]) if top == "pyannote" else top
-                out.setdefault(key, str(path.relative_to(ROOT)))
+            key = ".".join(n.split(".")[:2]) if top == "pyannote" else top
+            out.setdefault(key, str(path.relative_to(ROOT)))
     return out
 
 

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
+
+from tests.imports import imported_names
 
 ROOT = Path(__file__).resolve().parent.parent
 ALLOWED = {
@@ -23,17 +24,10 @@ def test_imports_go_one_way():
     bad = []
     for pkg, allowed in ALLOWED.items():
         for path in sorted((ROOT / pkg).rglob("*.py")) if (ROOT / pkg).is_dir() else []:
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                else:
-                    continue
-                for n in names:
-                    top = n.split(".")[0]
-                    if top in ALLOWED and top != pkg and top not in allowed:
-                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {n}")
+            for n, line in imported_names(path):
+                top = n.split(".")[0]
+                if top in ALLOWED and top != pkg and top not in allowed:
+                    bad.append(f"{path.relative_to(ROOT)}:{line} imports {n}")
     assert not bad, "imports against docs/DESIGN.md §2:\n" + "\n".join(bad)
 
 
