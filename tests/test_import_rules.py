@@ -52,3 +52,18 @@ def test_design_sections_cited_exist_and_nothing_points_outside():
         for m in re.finditer(r"(?<![\w/.])DESIGN §\d+", text):
             missing.append(f"{p.relative_to(ROOT)}: {m.group(0)!r} does not say which file")
     assert not missing and not outside, (missing, outside)
+
+
+def test_no_merge_conflict_markers_are_committed():
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    bad = []
+    for f in files:
+        path = ROOT / f
+        if path.suffix in {".flac", ".wav", ".tar", ".parquet", ".npy"} or not path.is_file():
+            continue
+        for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "=======" and path.suffix != ".md":
+                bad.append(f"{f}:{i}")
+    assert not bad, bad

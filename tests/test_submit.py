@@ -3,56 +3,21 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from manifests import read_rows
 from manifests.io import manifest_uri
 from manifests.rows import Sample
-from tests.conftest import free_port
+from tests.rayhead import start_head
 
 
 @pytest.fixture(scope="module")
 def ray_head():
-    port, dash = free_port(), free_port()
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    temp = Path("/tmp") / f"rayh{os.getpid()}"  # short: Ray's socket paths must stay under 107 bytes
-    proc = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
-         "--num-cpus", "2", "--temp-dir", str(temp), "--disable-usage-stats",
-         # this head shares the machine with the test session's own Ray: give its agents their own ports
-         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-         "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
-         "--ray-client-server-port", str(free_port())],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "RAY_ADDRESS": ""},
-    )
-    address = f"http://127.0.0.1:{dash}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{address}/api/version", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ray start failed:\n{proc.stdout.read().decode()}")
-            time.sleep(1)
-    else:
-        raise TimeoutError("Ray head did not come up in 120 s")
-    yield address
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
+    with start_head("h") as (address, _temp):
+        yield address
 
 def test_submit_ingest_job_succeeds(ray_head, tmp_path):
     out = tmp_path / "out"

@@ -13,18 +13,15 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.rayhead import start_head
 
 FAKE_SECRET = "FAKEsecretKEY0123456789abcdefghijklmnopqr"  # an AWS-style secret that must never be written out
 
@@ -32,44 +29,8 @@ FAKE_SECRET = "FAKEsecretKEY0123456789abcdefghijklmnopqr"  # an AWS-style secret
 @pytest.fixture(scope="module")
 def token_head(tmp_path_factory):
     token = secrets.token_hex(32)  # sent by the clients (RAY_AUTH_TOKEN); this head ignores it
-    port, dash = free_port(), free_port()
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    temp = Path("/tmp") / f"rayt{os.getpid()}"
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled",
-           "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,  # the head's environment: how credentials reach jobs
-           "RAY_raylet_start_wait_time_s": "120", "RAY_agent_register_timeout_ms": "120000"}  # slow starts under load
-    proc = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
-         "--num-cpus", "2", "--temp-dir", str(temp), "--disable-usage-stats",
-         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-         "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
-         "--ray-client-server-port", str(free_port())],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    address = f"http://127.0.0.1:{dash}"
-    lines: list[str] = []  # `ray start --block` says "Ray runtime started" once the node is fully up
-    threading.Thread(target=lambda: lines.extend(x.decode(errors="replace") for x in proc.stdout), daemon=True).start()
-    deadline = time.time() + 240
-    while not any("Ray runtime started" in x for x in lines):
-        if proc.poll() is not None or time.time() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise RuntimeError("ray start failed:\n" + "".join(lines)[-3000:])
-        time.sleep(0.5)
-    while True:  # and the Jobs API answers (401 without the token)
-        try:
-            with urllib.request.urlopen(f"{address}/api/version", timeout=2):
-                break
-        except OSError as e:
-            if getattr(e, "code", None):
-                break
-            time.sleep(1)
-    yield address, token, temp
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
+    with start_head("t", {"AWS_SECRET_ACCESS_KEY": FAKE_SECRET}) as (address, temp):  # how credentials reach jobs
+        yield address, token, temp
 
 def matalu(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "matalu", *args], capture_output=True, text=True, timeout=timeout,
