@@ -100,6 +100,8 @@ def client(address: str):
 
     token, source = _token()
     headers = {"Authorization": f"Bearer {token}"} if token else None
+    # Ray lets RAY_ADDRESS / RAY_API_SERVER_ADDRESS override the address given: an explicit --address wins here
+    hidden = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS") if address and k in os.environ}
     try:
         return JobSubmissionClient(address, headers=headers)
     except AuthenticationError as e:
@@ -107,6 +109,8 @@ def client(address: str):
     except ConnectionError as e:
         raise ClusterError(f"no Ray Jobs API at {address}; check the head is up (`ray status` on it) and that the "
                            "address is the dashboard's, http://HEAD:8265") from e
+    finally:
+        os.environ.update(hidden)
 
 
 def _auth_message(address: str, source: str) -> str:

@@ -23,6 +23,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+FAKE_SECRET = "FAKEsecretKEY0123456789abcdefghijklmnopqr"  # an AWS-style secret that must never be written out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -131,3 +134,13 @@ def ingest_source(tmp_path: Path, name: str, options: dict) -> tuple[list, list,
     accounted = {s.recording_id for s in samples} | {r.recording_id for r in rejects}
     assert {r.recording_id for r in recs} <= accounted
     return recs, samples, rejects
+
+
+@pytest.fixture(scope="session")
+def jobs_head():
+    """One real Ray head (`ray start --head`) on 127.0.0.1 for every test that submits jobs: (dashboard address, its
+    temp dir). Its environment holds a fake AWS secret, as a cluster's nodes hold credentials: no output may show it."""
+    from tests.rayhead import start_head
+
+    with start_head("h", {"AWS_SECRET_ACCESS_KEY": FAKE_SECRET}) as (address, temp):
+        yield address, temp

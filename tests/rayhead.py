@@ -56,6 +56,6 @@ def start_head(tag: str, env: dict[str, str] | None = None) -> Iterator[tuple[st
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=10)  # a throwaway head: no need to wait for a clean shutdown
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)

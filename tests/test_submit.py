@@ -11,13 +11,11 @@ import pytest
 from manifests import read_rows
 from manifests.io import manifest_uri
 from manifests.rows import Sample
-from tests.rayhead import start_head
 
 
-@pytest.fixture(scope="module")
-def ray_head():
-    with start_head("h") as (address, _temp):
-        yield address
+@pytest.fixture()
+def ray_head(jobs_head) -> str:
+    return jobs_head[0]
 
 def test_submit_ingest_job_succeeds(ray_head, tmp_path):
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""`matalu submit encode` / `codec train` and `matalu jobs …` against a Ray head on 127.0.0.1; the Ray auth token
+"""`matalu submit encode` / `lm train` and `matalu jobs …` against a Ray head on 127.0.0.1; the Ray auth token
 and the AWS secret of the submitting environment appear in no output: not in the job's files, metadata, logs, nor in
 what the commands print.
 
@@ -21,16 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.rayhead import start_head
-
-FAKE_SECRET = "FAKEsecretKEY0123456789abcdefghijklmnopqr"  # an AWS-style secret that must never be written out
+from tests.conftest import FAKE_SECRET
 
 
-@pytest.fixture(scope="module")
-def token_head(tmp_path_factory):
-    token = secrets.token_hex(32)  # sent by the clients (RAY_AUTH_TOKEN); this head ignores it
-    with start_head("t", {"AWS_SECRET_ACCESS_KEY": FAKE_SECRET}) as (address, temp):  # how credentials reach jobs
-        yield address, token, temp
+@pytest.fixture()
+def token_head(jobs_head):
+    token = secrets.token_hex(32)  # sent by the clients (RAY_AUTH_TOKEN); this head (auth disabled) ignores it
+    return jobs_head[0], token, jobs_head[1]
 
 def matalu(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "matalu", *args], capture_output=True, text=True, timeout=timeout,
@@ -108,8 +105,7 @@ def test_local_paths_refused_for_a_remote_head(tmp_path):
     assert shared_args(["ingest", "--out", "rel"], "http://127.0.0.1:8265")[2] == str(Path("rel").resolve())
 
 
-@pytest.mark.slow  # its own Ray head and two jobs; fast cover: the token and path tests above, tests/test_submit.py
-def test_submit_encode_and_codec_train_then_jobs(token_head, one_mono_shard, tmp_path):
+def test_submit_encode_and_lm_train_then_jobs(token_head, one_mono_shard, tmp_path):
     import torch
 
     from codec.model import CodecConfig, CodecModel
@@ -129,13 +125,14 @@ def test_submit_encode_and_codec_train_then_jobs(token_head, one_mono_shard, tmp
     job_id = re.search(r"\[submit\] job (\S+) on", r.stdout).group(1)
     assert list(out.rglob("_SUCCESS"))
 
-    r2 = matalu("submit", "codec", "train", "--data", str(one_mono_shard), "--out", str(tmp_path / "ct"),
-                "--size", "tiny", "--steps", "2", "--num-workers", "1", "--no-wait", "--address", address, env=env)
+    # the LM trained on those tokens, as a Ray Train run inside a job (not followed; then `jobs logs --follow`)
+    r2 = matalu("submit", "lm", "train", "--data", str(out), "--out", str(tmp_path / "lm"), "--size", "tiny",
+                "--steps", "2", "--num-workers", "1", "--no-wait", "--address", address, env=env)
     assert r2.returncode == 0, r2.stdout + r2.stderr
     train_id = re.search(r"\[submit\] job (\S+) on", r2.stdout).group(1)
     r3 = matalu("jobs", "--address", address, "logs", train_id, "--follow", env=env)
-    assert r3.returncode == 0 and "[codec] done" in r3.stdout, (r3.stdout + r3.stderr)[-4000:]
-    assert (tmp_path / "ct" / "checkpoints").exists()
+    assert r3.returncode == 0 and "[lm] done" in r3.stdout, (r3.stdout + r3.stderr)[-4000:]
+    assert (tmp_path / "lm" / "checkpoints" / "latest.json").exists()
 
     ls = matalu("jobs", "--address", address, "list", env=env)
     assert ls.returncode == 0
@@ -160,7 +157,7 @@ def test_submit_encode_and_codec_train_then_jobs(token_head, one_mono_shard, tmp
     finally:
         del os.environ["RAY_AUTH_TOKEN"]
     texts = [printed, r2.stdout, r2.stderr, r3.stdout, ls.stdout, st.stdout, logs.stdout, meta]
-    files = [p for d in (out, tmp_path / "ct") for p in d.rglob("*") if p.is_file()]
+    files = [p for d in (out, tmp_path / "lm") for p in d.rglob("*") if p.is_file()]
     files += [p for p in (temp / "session_latest" / "logs").glob("job-driver-*") if p.is_file()]
     assert files
     for blob in texts + [p.read_bytes().decode("latin-1") for p in files]:
