@@ -353,6 +353,8 @@ def start_ray_data(spec: JobSpec, n_units: int) -> tuple[int, int, bool]:
     ctx.verbose_progress = False
     ctx.max_errored_blocks = n_units
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # our own progress bar is over units: Ray Data's note that its bars are off is noise on the user's terminal
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     res = ray.cluster_resources()
     gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
     use_gpu = gpus > 0 if spec.use_gpu is None else bool(spec.use_gpu)
