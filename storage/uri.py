@@ -117,7 +117,8 @@ def _s3():
                 endpoint_url=opts.endpoint_url,
                 region_name=opts.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
                 # retried with backoff: throttling (503 SlowDown), 5xx, connection resets/timeouts (tests/faultproxy.py)
-                config=Config(retries={"max_attempts": 8, "mode": "adaptive"}),
+                config=Config(retries={"max_attempts": int(os.environ.get("MATALU_S3_MAX_ATTEMPTS", "8")),
+                                       "mode": "adaptive"}),
             )
             _clients[key] = client
     return client

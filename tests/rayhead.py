@@ -54,8 +54,5 @@ def start_head(tag: str, env: dict[str, str] | None = None) -> Iterator[tuple[st
                 time.sleep(1)
         yield address, temp
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)  # a throwaway head: no need to wait for a clean shutdown
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # a throwaway head: no clean shutdown to wait for
+        proc.wait(timeout=30)

@@ -64,7 +64,8 @@ def test_keys_the_server_refuses(s3_server, keys, tmp_path, capsys, monkeypatch)
     assert "AWS_SECRET_ACCESS_KEY" in err and "AKIAMATALUTEST0000" not in err
 
 
-def test_endpoint_down(keys, tmp_path, capsys):
+def test_endpoint_down(keys, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MATALU_S3_MAX_ATTEMPTS", "2")  # the sentence, not botocore's eight backed-off retries
     url = _closed_port()
     err = _ingest(tmp_path, "s3://bucket/run", url, capsys)
     assert f"cannot reach the S3 endpoint {url} (to list s3://bucket)" in err and "--s3-endpoint-url" in err
