@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 import storage
-from jobs.cluster import init_ray as _init_ray
 from jobs.runner import JobResult, JobSpec, new_run_id, run_job
 from manifests.io import manifest_uri, read_rows, read_table
 from manifests.rows import Diarization, Recording, Reject, Sample, Shard
@@ -69,10 +68,6 @@ def prepare_sources(cfg: IngestConfig, say: Callable[[str], None] = print) -> tu
 
 
 # -- Ray ------------------------------------------------------------------------------------------------------
-def init_ray(cfg: IngestConfig) -> None:
-    _init_ray(cfg.address, cfg.num_cpus)
-
-
 def make_processor(cfg_json: str, run_id: str) -> UnitProcessor:
     """The ingest job's unit processor on a Ray actor (holds the VAD model for the actor's lifetime)."""
     return UnitProcessor(config_from_dict(json.loads(cfg_json)), run_id)
