@@ -36,6 +36,12 @@ class VadConfig:
     # speech at -45 dBFS silence; scaling makes the decision level-independent. None: audio as given.
     level_dbfs: float | None = -20.0
     max_gain_db: float = 40.0
+    # Energy extension of region edges (None: off): each region grows outwards, by at most extend_max_s per side,
+    # over 10 ms frames whose energy stays more than extend_db above the recording's noise floor (the 10th
+    # percentile of its frame energies). Silero ends regions early on the quiet tails of far-field speech; this
+    # keeps them without a fixed padding that would add silence to every region of clean speech.
+    extend_db: float | None = None
+    extend_max_s: float = 0.3
 
 
 class SileroVad:
@@ -186,3 +192,33 @@ def speech_mask(regions: list[tuple[float, float]], n: int, sr: int = SAMPLE_RAT
     for s, e in regions:
         m[int(s * sr) : int(e * sr)] = True
     return m
+
+
+def extend_regions(regions: list[tuple[float, float]], x: np.ndarray, cfg: VadConfig,
+                   sr: int = SAMPLE_RATE) -> list[tuple[float, float]]:
+    """``regions`` grown over the adjacent frames that are louder than the noise floor (``cfg.extend_db``,
+    ``cfg.extend_max_s``; see :class:`VadConfig`), overlapping ones merged. Unchanged when ``extend_db`` is None."""
+    if cfg.extend_db is None or not regions:
+        return regions
+    hop = sr // 100  # 10 ms frames
+    m = len(x) // hop
+    if m == 0:
+        return regions
+    e = 10 * np.log10(np.mean(np.square(np.asarray(x[: m * hop], dtype=np.float64)).reshape(m, hop), axis=1) + 1e-12)
+    active = e > np.percentile(e, 10) + cfg.extend_db
+    most = round(cfg.extend_max_s * 100)
+    out: list[list[int]] = []
+    for s, t in regions:
+        a, b = round(s * 100), min(m, round(t * 100))
+        lo = a - most
+        while a > max(lo, 0) and active[a - 1]:
+            a -= 1
+        hi = b + most
+        while b < min(hi, m) and active[b]:
+            b += 1
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    dur = len(x) / sr
+    return [(round(a / 100, 3), round(min(b / 100, dur), 3)) for a, b in out]
