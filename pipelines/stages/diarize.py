@@ -472,8 +472,8 @@ class EmbeddedDiarizer:
             talk = np.bincount(path, minlength=len(cents)) * FRAME_S
             keep = list(range(len(cents))) if fixed else [c for c in range(len(cents))
                                                           if talk[c] >= cfg.min_speaker_s and np.any(wl == c)]
-            if not keep:
-                keep = [int(np.argmax(talk))]
+            if len(keep) < cfg.min_speakers:  # the hint wins: the speakers who talk most stay
+                keep = sorted(np.argsort(-talk, kind="stable")[: cfg.min_speakers].tolist())
             new = np.stack([emb[wl == c].mean(axis=0) if np.any(wl == c) else cents[c] for c in keep])
             cents = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-9)
         lab = np.full(n_frames, -1, dtype=np.int64)
