@@ -65,3 +65,23 @@ def test_levelling_makes_regions_independent_of_recording_level():
     r_loud, r_quiet = (speech_regions(p, len(x), VadConfig()) for p in vad.probs([loud, quiet]))
     assert r_loud and r_quiet == r_loud
     assert level_gain(np.zeros(1000, np.float32), -20.0) == 1.0  # digital silence stays silence
+
+
+def test_regions_grow_over_quiet_tails_but_not_over_the_noise_floor():
+    """extend_regions: a region Silero ended early grows over the adjacent frames louder than the noise floor
+    (a far-field tail 20 dB under the speech), at most extend_max_s per side, and never into the floor."""
+    from pipelines.stages.vad import extend_regions
+
+    sr = 16000
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(4 * sr) * 1e-3).astype(np.float32)  # -60 dBFS floor
+    x[sr : 2 * sr] += 0.1 * np.sin(np.arange(sr) * 0.3)  # "speech" 1.0-2.0 s
+    x[2 * sr : int(2.2 * sr)] += 0.01 * np.sin(np.arange(int(0.2 * sr)) * 0.3)  # its quiet tail to 2.2 s
+    regions = [(1.0, 2.0)]
+    assert extend_regions(regions, x, VadConfig()) == regions  # off by default
+    assert extend_regions(regions, x, VadConfig(extend_db=6.0)) == [(1.0, 2.2)]
+    assert extend_regions(regions, x, VadConfig(extend_db=6.0, extend_max_s=0.1)) == [(1.0, 2.1)]
+    # two regions whose grown edges meet become one
+    x[int(2.2 * sr) : int(2.5 * sr)] += 0.01
+    x[int(2.5 * sr) : 3 * sr] += 0.1 * np.sin(np.arange(sr // 2) * 0.3)
+    assert extend_regions([(1.0, 2.0), (2.5, 3.0)], x, VadConfig(extend_db=6.0)) == [(1.0, 3.0)]
