@@ -4,17 +4,20 @@ Two backends behind one entry point, :func:`diarize`:
 
 ``embedded`` (default; CPU; nothing downloaded at run time)
     Silero VAD (bundled 16 kHz weights, batched across streams; each stream levelled so its loud frames sit at
-    -20 dBFS, so quiet far-field speech is not taken for silence) finds speech regions. Inside them, sliding
-    windows (1.5 s, hop 0.5 s) are embedded with resemblyzer's ``VoiceEncoder`` (a 3-layer LSTM speaker encoder
-    whose weights ship inside the ``resemblyzer`` package); the mel features are computed once per chunk and all
-    windows go through the LSTM in large batches. Windows are clustered spectrally (pruned cosine affinity,
-    normalized Laplacian, speaker count from the largest eigen-gap unless ``num_speakers`` is given, clipped to
-    ``[min_speakers, max_speakers]``); clusters with near-identical centroids are merged and clusters with too
-    little speech folded into their nearest. Each 10 ms speech frame takes the speaker with the largest
-    centre-weighted vote of the windows covering it, so speakers change inside continuous speech; runs shorter
-    than ``min_turn_s`` are absorbed by their neighbours (no flicker) and same-speaker pieces closer than
-    ``fill_gap_s`` joined. One speaker per frame: overlapped speech is not detected (the benchmark reports how
-    much of the reference it is). Audio is analysed ``chunk_s`` at a time (``diarize_stream`` takes blocks), so
+    -20 dBFS, so quiet far-field speech is not taken for silence) finds speech regions, whose edges then grow
+    over frames louder than the recording's noise floor (``VadConfig.extend_db``: quiet tails Silero cuts).
+    Inside them, sliding windows (1.5 s, hop 0.5 s) are embedded with resemblyzer's ``VoiceEncoder`` (a 3-layer
+    LSTM speaker encoder whose weights ship inside the ``resemblyzer`` package); the mel features are computed
+    once per chunk and all windows go through the LSTM in large batches. Windows are clustered spectrally
+    (pruned cosine affinity, normalized Laplacian, speaker count from the largest eigen-gap unless
+    ``num_speakers`` is given, clipped to ``[min_speakers, max_speakers]``); clusters with near-identical
+    centroids are merged and clusters with too little speech folded into their nearest. Then re-segmentation,
+    as VBx does it on a small scale: every 10 ms speech frame gets each speaker's score (centre-weighted mean
+    cosine similarity of the windows covering it to that speaker's centroid) and a Viterbi pass in which each
+    change of speaker costs ``switch_cost`` picks one speaker per frame, so speakers change inside continuous
+    speech without flicker; centroids are re-estimated from the path (``reseg_iters``) and speakers left with
+    under ``min_speaker_s`` dropped. Same-speaker pieces closer than ``fill_gap_s`` are joined. One speaker
+    per frame: overlapped speech is not emitted (the benchmark reports how    much of the reference it is). Audio is analysed ``chunk_s`` at a time (``diarize_stream`` takes blocks), so
     an hour of audio needs the models plus one chunk plus the embeddings in memory.
 
 ``pyannote``
