@@ -125,13 +125,27 @@ def bench_real(recs):
     n_ref = {u: len({k for *_, k in r}) for u, r in ref.items()}
     n_hyp = {u: len({k for *_, k in h}) for u, h in hyps.items()}
 
+    def union(segs, n):  # 10 ms frames where anyone speaks
+        m = np.zeros(n, bool)
+        for a, b, _ in segs:
+            m[int(round(a * 100)) : int(round(b * 100))] = True
+        return m
+
     def part(names):
         if not names:
             return None
         rep = score({u: ref[u] for u in names}, {u: hyps[u] for u in names}, (0.0, 0.25))
         c0, c25 = rep.overall
+        # speech detection alone (who speaks aside): the reference's speech frames the hypothesis leaves silent
+        # and the reverse, as shares of the reference's speech frames
+        sd = np.zeros(3)
+        for u in names:
+            n = int(max([e for _, e, _ in ref[u] + hyps[u]] + [0]) * 100) + 2
+            r, h = union(ref[u], n), union(hyps[u], n)
+            sd += [np.count_nonzero(r & ~h), np.count_nonzero(h & ~r), np.count_nonzero(r)]
         return {"files": len(names), "der": c0.der, "der_collar025": c25.der, "jer": c0.jer,
                 "missed": c0.missed_rate, "false_alarm": c0.false_alarm_rate, "confusion": c0.confusion_rate,
+                "speech_missed": sd[0] / max(sd[2], 1), "speech_false_alarm": sd[1] / max(sd[2], 1),
                 "count_right": sum(n_ref[u] == n_hyp[u] for u in names) / len(names)}
 
     per_file = {}
@@ -166,6 +180,9 @@ def print_real(r) -> None:
                   f"FA {100 * p['false_alarm']:.1f}, confusion {100 * p['confusion']:.1f})  collar 0.25 "
                   f"{100 * p['der_collar025']:5.1f} %  JER {100 * p['jer']:5.1f} %  count right "
                   f"{100 * p['count_right']:.0f} %")
+    p = r["all"]
+    print(f"  speech detection alone, all files: {100 * p['speech_missed']:.1f} % of the reference speech missed, "
+          f"{100 * p['speech_false_alarm']:.1f} % false alarm")
     print(f"  overlapped share of reference speech: {100 * r['overlap_share']:.1f} % (not detected: one speaker per frame)")
 
 
