@@ -9,7 +9,11 @@ of the shards it wrote (to compare outputs of two checkouts).
 ``--repo PATH`` runs another checkout's code on the same files (e.g. ``git archive main | tar -x -C /tmp/before``)
 so the figure before and after a change comes from one command each.
 
+``--audio FILE`` (repeatable) uses your own recordings instead (e.g. a podcast-like two-person hour), and
+``--diarize`` sends them through the diarizer as a podcast's mono recordings are (turns -> dialog windows).
+
 Usage: python benchmarks/unit_memory.py [--hours 2] [--files 2] [--rate 16000] [--repo PATH] [--cache DIR]
+       [--audio FILE ...] [--diarize]
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from pipelines.config import IngestConfig
 from pipelines.unit import UnitProcessor, make_units
 import storage
 
-paths, out = json.loads(sys.argv[2]), sys.argv[3]
+paths, out, diarize = json.loads(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 cfg = IngestConfig(out=out)
 cfg.diarization.report_der_sources = []
+if diarize:  # as a podcast's mono recording: diarized, its turns cut into dialog windows
+    cfg.diarization.sources = ["bench"]
 recs = [Recording(recording_id=f"long{i}", source="bench", uri=p, license="CC0-1.0") for i, p in enumerate(paths)]
 (unit,) = make_units(recs, len(recs), cfg.processing_fingerprint())
 proc = UnitProcessor(cfg, "bench-run")
@@ -51,6 +57,7 @@ for uri in storage.list_files(out + "/segments", ".tar"):
 print(json.dumps({"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                   "rss_after_model_load_mib": round(loaded / 1024, 1), "unit_wall_s": round(wall, 1),
                   "seconds_in": summary["seconds_in"], "mono_samples": summary["mono"],
+                  "dialog_samples": summary["dialog"],
                   "rejects": summary["rejects"], "shards_sha256": h.hexdigest()}))
 """
 
@@ -93,24 +100,28 @@ def main() -> None:
     ap.add_argument("--repo", default=str(ROOT), help="checkout whose code runs the unit (default: this one)")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "matalu-bench-unit-memory"),
                     help="where the WAVs are made (kept for the next run)")
+    ap.add_argument("--audio", action="append", default=[], help="use this recording (repeatable) instead of WAVs")
+    ap.add_argument("--diarize", action="store_true", help="diarize the recordings as podcasts are")
     args = ap.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(args.files):
+    paths = [str(Path(a).resolve()) for a in args.audio]
+    for i in range(0 if paths else args.files):
         p = cache / f"long{i}-{args.hours:g}h-{args.rate}.wav"
         if not p.exists():
             print(f"making {p} ...", file=sys.stderr, flush=True)
             make_long_wav(p, args.hours, args.rate, seed=i)
         paths.append(str(p))
     with tempfile.TemporaryDirectory(prefix="matalu-bench-unit-") as out:
-        r = subprocess.run([sys.executable, "-c", CHILD, args.repo, json.dumps(paths), out], capture_output=True,
+        r = subprocess.run([sys.executable, "-c", CHILD, args.repo, json.dumps(paths), out, "1" if args.diarize else "0"],
+                           capture_output=True,
                            text=True, env={"PYTHONWARNINGS": "ignore", "PATH": "/usr/bin:/bin",
                                            "PYTHONPATH": args.repo})
     if r.returncode != 0:
         sys.exit(f"the unit failed:\n{r.stderr[-4000:]}")
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    res.update({"files": args.files, "hours_each": args.hours, "rate": args.rate, "repo": args.repo})
+    res.update({"files": len(paths), "audio": args.audio or None, "diarize": args.diarize, "repo": args.repo,
+                **({} if args.audio else {"hours_each": args.hours, "rate": args.rate})})
     print(json.dumps(res, indent=2))
 
 
