@@ -81,6 +81,7 @@ class SileroVad:
         self._lstm.eval()
         self._hidden = hidden
         self.batch_windows = batch_windows
+        self.block_windows = 8192  # windows per time block (262 s at either model rate)
         self.level_dbfs = level_dbfs
         self.max_gain_db = max_gain_db
 
@@ -108,43 +109,58 @@ class SileroVad:
 
     @torch.inference_mode()
     def probs(self, streams: list[np.ndarray]) -> list[np.ndarray]:
+        """One speech probability per 32 ms window of each stream. The streams are walked in time blocks of
+        ``block_windows`` windows with the LSTM state carried from block to block (the same outputs as one pass),
+        so a long recording costs one block of windows and features on top of its audio, not copies of it."""
         if not streams:
             return []
         W, C, H = self.window, self.context, self._hidden
-        windows, counts = [], []
-        for x in streams:
-            x = torch.from_numpy(self._to_model_rate(x))
-            g = self.gain(x.numpy())
-            if g != 1.0:
-                x = x * g
-            n = max(1, (len(x) + W - 1) // W)
-            xp = torch.nn.functional.pad(x, (C, n * W - len(x)))
-            windows.append(xp.unfold(0, W + C, W))
-            counts.append(n)
-        allw = torch.cat(windows)
-        feats = torch.empty(len(allw), H)
-        for i in range(0, len(allw), self.batch_windows):
-            feats[i : i + self.batch_windows] = self._front(allw[i : i + self.batch_windows])
-        # Sequences padded to the longest; padding sits after each stream's end, so it cannot change its outputs.
-        nmax = max(counts)
-        seq = torch.zeros(len(streams), nmax, H)
-        off = 0
-        for b, n in enumerate(counts):
-            seq[b, :n] = feats[off : off + n]
-            off += n
-        hidden, _ = self._lstm(seq)
-        p = self._decoder(hidden.reshape(-1, H, 1)).reshape(len(streams), nmax)
-        return [p[b, :n].numpy().copy() for b, n in enumerate(counts)]
+        xs = [torch.from_numpy(self._to_model_rate(x)) for x in streams]
+        gains = [self.gain(x.numpy()) for x in xs]
+        counts = [max(1, (len(x) + W - 1) // W) for x in xs]
+        out = [np.empty(n, dtype=np.float32) for n in counts]
+        state = None
+        for t0 in range(0, max(counts), self.block_windows):
+            t1 = t0 + self.block_windows
+            windows, active = [], []
+            for b, (x, g, n) in enumerate(zip(xs, gains, counts)):
+                if t0 >= n:  # this stream has ended: its LSTM input is padding, its outputs are dropped
+                    continue
+                m = min(t1, n) - t0
+                lo = t0 * W - C
+                seg = x[max(lo, 0) : (t0 + m) * W]
+                if g != 1.0:
+                    seg = seg * g
+                seg = torch.nn.functional.pad(seg, (max(-lo, 0), m * W + C - len(seg) - max(-lo, 0)))
+                windows.append(seg.unfold(0, W + C, W))
+                active.append((b, m))
+            allw = torch.cat(windows)
+            feats = torch.empty(len(allw), H)
+            for i in range(0, len(allw), self.batch_windows):
+                feats[i : i + self.batch_windows] = self._front(allw[i : i + self.batch_windows])
+            seq = torch.zeros(len(streams), max(m for _, m in active), H)
+            off = 0
+            for b, m in active:
+                seq[b, :m] = feats[off : off + m]
+                off += m
+            hidden, state = self._lstm(seq, state)
+            p = self._decoder(hidden.reshape(-1, H, 1)).reshape(len(streams), -1)
+            for b, m in active:
+                out[b][t0 : t0 + m] = p[b, :m].numpy()
+        return out
 
 
 def level_gain(x: np.ndarray, level_dbfs: float | None, max_gain_db: float = 40.0, frame: int = 256) -> float:
     """Gain that puts the 95th percentile of ``x``'s frame RMS at ``level_dbfs``, clipped to +-``max_gain_db``;
-    1.0 for ``level_dbfs=None`` or audio quieter than -100 dBFS everywhere."""
+    1.0 for ``level_dbfs=None`` or audio quieter than -100 dBFS everywhere (frames taken in blocks: no copy of
+    a long recording)."""
     if level_dbfs is None or len(x) == 0:
         return 1.0
     n = max(1, len(x) // frame)
     fr = np.asarray(x[: n * frame], dtype=np.float32).reshape(n, -1) if len(x) >= frame else np.asarray(x)[None]
-    rms = np.sqrt(np.mean(np.square(fr, dtype=np.float64), axis=1))
+    step = 1 << 14  # frames per block
+    rms = np.concatenate([np.sqrt(np.mean(np.square(fr[i : i + step], dtype=np.float64), axis=1))
+                          for i in range(0, len(fr), step)])
     loud = float(np.percentile(rms, 95))
     if loud < 1e-5:
         return 1.0

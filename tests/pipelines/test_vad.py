@@ -22,8 +22,11 @@ def test_batched_probs_equal_silero_stepping(rate):
     ]
     vad = SileroVad(model_rate=rate, level_dbfs=None)  # the model as Silero runs it: no levelling
     got = vad.probs(streams)
+    vad.block_windows = 7  # time blocks of 7 windows, the LSTM state carried across them: the same outputs
+    blocked = vad.probs(streams)
     ref_model = silero_vad.load_silero_vad()
-    for x, p in zip(streams, got):
+    for x, p, q in zip(streams, got, blocked):
+        assert len(q) == len(p) and np.abs(p - q).max() < 1e-5
         xs = vad._to_model_rate(x)
         w = vad.window
         n = (len(xs) + w - 1) // w
