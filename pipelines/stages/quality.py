@@ -30,12 +30,15 @@ def clipping_fraction(x: np.ndarray) -> float:
     return float(np.mean(np.abs(x) >= CLIP_LEVEL)) if x.size else 0.0
 
 
-def frame_power(x: np.ndarray) -> np.ndarray:
-    n = len(x) // _FRAME
+def frame_power(x: np.ndarray, frame: int = _FRAME) -> np.ndarray:
+    """Mean power of each whole ``frame``-sample frame (float64; computed in blocks, so a long recording costs
+    no float64 copy of itself); one value for audio shorter than a frame."""
+    n = len(x) // frame
     if n == 0:
         return np.array([float(np.mean(x.astype(np.float64) ** 2))]) if len(x) else np.zeros(0)
-    f = x[: n * _FRAME].astype(np.float64).reshape(n, _FRAME)
-    return np.mean(f * f, axis=1)
+    f = x[: n * frame].reshape(n, frame)
+    step = 1 << 14  # frames per block
+    return np.concatenate([np.mean(np.square(f[i : i + step], dtype=np.float64), axis=1) for i in range(0, n, step)])
 
 
 def noise_floor(x: np.ndarray, speech: np.ndarray) -> float:

@@ -152,15 +152,12 @@ class SileroVad:
 
 def level_gain(x: np.ndarray, level_dbfs: float | None, max_gain_db: float = 40.0, frame: int = 256) -> float:
     """Gain that puts the 95th percentile of ``x``'s frame RMS at ``level_dbfs``, clipped to +-``max_gain_db``;
-    1.0 for ``level_dbfs=None`` or audio quieter than -100 dBFS everywhere (frames taken in blocks: no copy of
-    a long recording)."""
+    1.0 for ``level_dbfs=None`` or audio quieter than -100 dBFS everywhere."""
     if level_dbfs is None or len(x) == 0:
         return 1.0
-    n = max(1, len(x) // frame)
-    fr = np.asarray(x[: n * frame], dtype=np.float32).reshape(n, -1) if len(x) >= frame else np.asarray(x)[None]
-    step = 1 << 14  # frames per block
-    rms = np.concatenate([np.sqrt(np.mean(np.square(fr[i : i + step], dtype=np.float64), axis=1))
-                          for i in range(0, len(fr), step)])
+    from pipelines.stages.quality import frame_power
+
+    rms = np.sqrt(frame_power(np.asarray(x, dtype=np.float32), frame))
     loud = float(np.percentile(rms, 95))
     if loud < 1e-5:
         return 1.0
