@@ -139,7 +139,7 @@ class UnitProcessor:
             cuts = [(rec, kind, smp, audio) for rec, dec, tracks in group
                     for kind, cut in self._cut(rec, dec, tracks, rejecter("segment")).items() for smp, audio in cut]
             # the measures (DNSMOS batched over the group's samples), their filters, optional loudness normalisation
-            for (rec, kind, smp, audio), sc in zip(cuts, self.measurer.measure([c[3] for c in cuts])):
+            for (rec, kind, smp, audio), sc in zip(cuts, self.measurer.measure([c[3] for c in cuts], cfg.filters)):
                 bad = M.check(sc, cfg.filters)
                 if bad:
                     rejecter("segment")(rec, smp.sample_id, "filters", bad[0], bad[1], smp.duration_s)

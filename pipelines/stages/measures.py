@@ -84,18 +84,21 @@ class Measurer:
 
             self.meter = LoudnessMeter(sr)
 
-    def measure(self, clips: list[np.ndarray]) -> list[Scores]:
-        """Scores of float ``[channels, samples]`` clips (DNSMOS batched over all of them)."""
+    def measure(self, clips: list[np.ndarray], filters: FilterConfig | None = None) -> list[Scores]:
+        """Scores of float ``[channels, samples]`` clips. The cheap measures come first; DNSMOS (batched over the
+        clips) runs only on clips that pass ``filters``' bandwidth and loudness bounds, since the others are rejects
+        whatever it says."""
         out = [Scores() for _ in clips]
-        if self.dnsmos is not None and clips:
-            for s, d in zip(out, self.dnsmos.score(clips)):
-                if d is not None:
-                    s.dnsmos_sig, s.dnsmos_bak, s.dnsmos_ovrl = d.sig, d.bak, d.ovrl
         for s, c in zip(out, clips):
             if self.cfg.bandwidth:
                 s.bandwidth_hz = effective_bandwidth(c, self.sr, self.cfg.bandwidth_drop_db)
             if self.meter is not None:
                 s.loudness_lufs = self.meter.lufs(c)
+        if self.dnsmos is not None:
+            todo = [i for i, s in enumerate(out) if filters is None or check(s, filters) is None]
+            for i, d in zip(todo, self.dnsmos.score([clips[i] for i in todo])):
+                if d is not None:
+                    out[i].dnsmos_sig, out[i].dnsmos_bak, out[i].dnsmos_ovrl = d.sig, d.bak, d.ovrl
         return out
 
     def normalize(self, audio: np.ndarray, s: Scores) -> np.ndarray:
@@ -115,12 +118,10 @@ def _get(row: Any, key: str) -> Any:
 
 
 def check(row: Any, f: FilterConfig) -> tuple[str, str] | None:
-    """The first failed measure filter as (reason, detail), or None. ``row`` is a :class:`Scores`, a ``Sample`` or
+    """The first failed measure filter as (reason, detail), or None (in this order: ``narrow_band``, ``too_quiet``,
+    ``too_loud``, ``low_dnsmos``). ``row`` is a :class:`Scores`, a ``Sample`` or
     a sample row dict; a score that is missing (the measure did not run, or could not: a clip under 0.4 s has
     no BS.1770 loudness) fails no filter."""
-    v = _get(row, "dnsmos_ovrl")
-    if f.min_dnsmos_ovrl is not None and v is not None and v < f.min_dnsmos_ovrl:
-        return "low_dnsmos", f"DNSMOS OVRL {v:.2f} is under {f.min_dnsmos_ovrl:g}"
     v = _get(row, "bandwidth_hz")
     if f.min_bandwidth_hz is not None and v is not None and v < f.min_bandwidth_hz:
         return "narrow_band", f"effective bandwidth {v:.0f} Hz is under {f.min_bandwidth_hz:g} Hz"
@@ -129,4 +130,7 @@ def check(row: Any, f: FilterConfig) -> tuple[str, str] | None:
         return "too_quiet", f"loudness {v:.1f} LUFS is under {f.min_lufs:g} LUFS"
     if f.max_lufs is not None and v is not None and v > f.max_lufs:
         return "too_loud", f"loudness {v:.1f} LUFS is over {f.max_lufs:g} LUFS"
+    v = _get(row, "dnsmos_ovrl")
+    if f.min_dnsmos_ovrl is not None and v is not None and v < f.min_dnsmos_ovrl:
+        return "low_dnsmos", f"DNSMOS OVRL {v:.2f} is under {f.min_dnsmos_ovrl:g}"
     return None
