@@ -108,7 +108,8 @@ class UnitProcessor:
 
         Recordings are read and decoded in order into a group until the group holds ``cfg.vad_batch_max_s`` of
         audio (a longer recording makes a group alone); the group is VAD-ed as one batch, diarized and cut, its
-        samples are FLAC-encoded at once into a temporary spill file, and its audio is dropped before the next
+        candidate samples are measured together (bandwidth, loudness, DNSMOS batched; §7) and filtered, the kept
+        ones FLAC-encoded at once into a temporary spill file, and its audio is dropped before the next
         recording is read. The shards are then written from the spill file in sample-id order. A unit's peak
         memory is bounded by that budget plus its longest recording, not by its total hours; a unit of short
         recordings is still one group, as before (one VAD batch, the same bytes)."""
