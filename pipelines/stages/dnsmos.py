@@ -61,6 +61,18 @@ def find_model() -> str:
     return path
 
 
+def usable_model(configured: str = "") -> str:
+    """The model file to load (``configured``, or the speechmos package's), after checking that it and onnxruntime
+    are there; RuntimeError with what to do otherwise."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise RuntimeError("DNSMOS needs onnxruntime: pip install onnxruntime (onnxruntime-gpu for CUDA), "
+                           "or set measures.dnsmos: false")
+    if configured and not os.path.isfile(configured):
+        raise RuntimeError(f"measures.dnsmos_model {configured!r} does not exist: name a local sig_bak_ovr.onnx, "
+                           "or leave it empty for the one inside the speechmos package")
+    return configured or find_model()
+
+
 def windows(x: np.ndarray) -> np.ndarray:
     """``[n, WINDOW]`` float32 windows covering mono ``x``: one repeated-to-fill window for a short clip, else
     ``ceil(len / WINDOW)`` windows spread evenly from the start to the end."""
@@ -79,15 +91,9 @@ class Dnsmos:
     clip). Clips are float mono 16 kHz audio, or ``[channels, samples]`` (scored on the channels' mean)."""
 
     def __init__(self, model_path: str = "", batch: int = 8, threads: int = 1) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise RuntimeError("DNSMOS needs onnxruntime: pip install onnxruntime (onnxruntime-gpu for CUDA), "
-                               "or set measures.dnsmos: false") from None
-        path = model_path or find_model()
-        if not os.path.isfile(path):
-            raise RuntimeError(f"measures.dnsmos_model {path!r} does not exist: name a local sig_bak_ovr.onnx, or leave "
-                               "it empty for the one inside the speechmos package")
+        path = usable_model(model_path)
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -49,6 +49,13 @@ class MeasureConfig:
                                  f"or leave filters.{key} unset")
         if self.normalize_lufs is not None and not self.loudness:
             raise ValueError("measures.normalize_lufs needs the loudness measure: set measures.loudness: true")
+        if self.dnsmos:  # before any work starts: onnxruntime and the model file are there
+            from pipelines.stages.dnsmos import usable_model
+
+            try:
+                usable_model(self.dnsmos_model)
+            except RuntimeError as e:
+                raise ValueError(str(e)) from None
         if self.dnsmos_batch < 1:
             raise ValueError("measures.dnsmos_batch must be at least 1 (windows per onnxruntime call)")
         if filters.min_lufs is not None and filters.max_lufs is not None and filters.min_lufs > filters.max_lufs:

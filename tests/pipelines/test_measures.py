@@ -83,3 +83,5 @@ def test_measure_settings_are_checked():
         IngestConfig(filters=FilterConfig(min_dnsmos_ovrl=3.0)).validate()
     with pytest.raises(ValueError, match="is above filters.max_lufs"):
         IngestConfig(filters=FilterConfig(min_lufs=-10, max_lufs=-30)).validate()
+    with pytest.raises(ValueError, match="measures.dnsmos_model '/nope/m.onnx' does not exist"):
+        IngestConfig(measures=MeasureConfig(dnsmos=True, dnsmos_model="/nope/m.onnx")).validate()
