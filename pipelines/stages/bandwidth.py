@@ -21,7 +21,7 @@ def effective_bandwidth(x: np.ndarray, sr: int, drop_db: float = DROP_DB) -> flo
     shorter than one 32 ms frame. ``x`` is mono float audio, or ``[channels, samples]`` (measured on the mix)."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 2:
-        x = x.mean(axis=0)
+        x = x[0] if len(x) == 1 else x.mean(axis=0)
     n = len(x) // N_FFT
     if n == 0:
         return None

@@ -47,13 +47,14 @@ class LoudnessMeter:
             return None
         y = sosfilt(self.sos, a, axis=1)
         # mean square of each 400 ms block every 100 ms, from sums over 100 ms steps; the last block may run past
-        # the end (zero-padded), its sum cut short as in pyloudnorm
+        # the end, its sum cut short as in pyloudnorm
         n_blocks = int(round((n / self.sr - BLOCK_S) / (BLOCK_S / 4))) + 1
-        need = (n_blocks + 3) * self.step
+        full = min(n // self.step, n_blocks + 3)
         sq = np.square(y)
-        if need > n:
-            sq = np.pad(sq, ((0, 0), (0, need - n)))
-        sub = sq[:, :need].reshape(len(sq), -1, self.step).sum(axis=2, dtype=np.float64).sum(axis=0)
+        sub = np.zeros(n_blocks + 3)
+        sub[:full] = sq[:, : full * self.step].reshape(len(sq), full, self.step).sum(axis=2, dtype=np.float64).sum(axis=0)
+        if full < n_blocks + 3 and full * self.step < n:  # a last, partial step
+            sub[full] = sq[:, full * self.step :].sum(dtype=np.float64)
         z = (sub[:n_blocks] + sub[1 : n_blocks + 1] + sub[2 : n_blocks + 2] + sub[3 : n_blocks + 3]) / self.block
         with np.errstate(divide="ignore"):
             lj = -0.691 + 10 * np.log10(z)
