@@ -20,7 +20,7 @@ class LoudnessMeter:
     shelf and high-pass parameters); the gating is the standard's: 400 ms blocks every 100 ms, an absolute gate
     at -70 LUFS, a relative gate 10 LU under the absolutely-gated mean. ``pyloudnorm.Meter.integrated_loudness``
     computes the same number (``tests/pipelines/test_loudness.py`` checks to 0.01 LU) with a Python loop per
-    block, several times slower; this runs both filters as one float32 second-order-section pass and the block
+    block, 2-4x slower; this runs both filters as one float32 second-order-section pass and the block
     sums from sums over 100 ms steps."""
 
     def __init__(self, sr: int) -> None:

@@ -27,8 +27,8 @@ COLUMNS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "bandwidth_hz", "loudness_
 class MeasureConfig:
     """Which measures run, and the optional loudness normalisation of the written segments."""
 
-    # DNSMOS P.835 from the speechmos wheel's ONNX model. Off by default: on CPU it costs several times the
-    # rest of a unit (benchmarks/RESULTS.md); on a GPU worker (onnxruntime-gpu) it is cheap.
+    # DNSMOS P.835 from the speechmos wheel's ONNX model. Off by default: on CPU it costs ~20x the
+    # rest of a unit (benchmarks/RESULTS.md); meant for GPU workers (onnxruntime-gpu; not measured yet).
     dnsmos: bool = False
     dnsmos_model: str = ""  # a local sig_bak_ovr.onnx; empty: the one inside the installed speechmos package
     dnsmos_batch: int = 8  # 9.01 s windows per onnxruntime call
@@ -42,7 +42,7 @@ class MeasureConfig:
 
     def validate(self, filters: FilterConfig) -> None:
         need = {"min_dnsmos_ovrl": "dnsmos", "min_bandwidth_hz": "bandwidth", "min_lufs": "loudness",
-                "max_lufs": "loudness", }
+                "max_lufs": "loudness"}
         for key, measure in need.items():
             if getattr(filters, key) is not None and not getattr(self, measure):
                 raise ValueError(f"filters.{key} needs the {measure} measure: set measures.{measure}: true, "
