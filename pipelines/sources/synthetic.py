@@ -192,6 +192,26 @@ class _Speaker:
         return x
 
 
+def _prosody(system: Voice, user: Voice, rng: random.Random) -> tuple[Voice, Voice, dict]:
+    """espeak voices get this dialog's pitch and rate, drawn within their ranges (user pitch, system pitch, user rate,
+    system rate: the order the two-voice source always drew them in, so its default output is unchanged)."""
+    from pipelines.tts.voices import EspeakBackend
+
+    got: dict = {}
+    pitch, speed = {}, {}
+    for key in ("pitch", "speed"):
+        for role, v in (("user", user), ("system", system)):
+            if v.backend == "espeak":
+                (pitch if key == "pitch" else speed)[role] = rng.randint(*v.param(key))
+    if "user" in pitch:
+        user = EspeakBackend.in_dialog(user, pitch["user"], speed["user"])
+        got.update(user_pitch=pitch["user"], user_speed=speed["user"])
+    if "system" in pitch:
+        system = EspeakBackend.in_dialog(system, pitch["system"], speed["system"])
+        got.update(system_pitch=pitch["system"], system_speed=speed["system"])
+    return system, user, got
+
+
 def _dialog(idx: int, pairs: list[dict], cfg: SyntheticConfig, voices: list[Voice], say: _Speaker):
     """(stems or None, turns, meta, rejects) of dialog ``idx``; every draw comes from the dialog's own seed."""
     rng = random.Random(f"{cfg.seed}:{idx}")
@@ -202,7 +222,10 @@ def _dialog(idx: int, pairs: list[dict], cfg: SyntheticConfig, voices: list[Voic
         for k, (q, a) in enumerate(item["exchanges"]):
             if len(exchanges) < n_ex:
                 exchanges.append((item["id"], k, q, a))
-    user, system = rng.sample(voices, 2)
+    # two distinct voices per dialog, varying across dialogs; a pool of exactly two keeps one voice per role
+    # (voice 0 the system, voice 1 the user), as the two-voice source always did
+    system, user = voices if len(voices) == 2 else rng.sample(voices, 2)
+    system, user, prosody = _prosody(system, user, rng)
     rejects: list[Reject] = []
     pieces: list[tuple[str, Voice, str, np.ndarray]] = []
     for pid, k, q, a in exchanges:
@@ -214,7 +237,7 @@ def _dialog(idx: int, pairs: list[dict], cfg: SyntheticConfig, voices: list[Voic
             continue
         pieces += pair
     meta = {"pairs": [f"{pid}.{k}" for pid, k, _, _ in exchanges], "voices": {"user": user.id, "system": system.id},
-            "tts": {"user": user.backend, "system": system.backend}}
+            "tts": {"user": user.backend, "system": system.backend}, **prosody}
     if not pieces:
         rejects.append(Reject(item=rid, stage="tts", reason="no_speakable_exchange",
                               detail=f"none of its {len(exchanges)} exchanges could be spoken by {user.id} / {system.id}",
@@ -232,7 +255,7 @@ def _dialog(idx: int, pairs: list[dict], cfg: SyntheticConfig, voices: list[Voic
         t += len(audio) / SAMPLE_RATE
     backchannels = []
     for role, _, _, start, audio in list(placed):
-        if role != "system" or rng.random() >= cfg.backchannel_prob:
+        if role != "system" or not cfg.backchannel_prob or rng.random() >= cfg.backchannel_prob:
             continue
         text = rng.choice(BACKCHANNELS)
         at = start + cfg.backchannel_at.draw(rng) * len(audio) / SAMPLE_RATE
@@ -310,8 +333,8 @@ def _run(cfg: SyntheticConfig, pairs: list[dict], audio_dir: Path, progress) -> 
                 progress(len(got))
             return got
 
-        with ThreadPoolExecutor(max_workers=4) as ex:
-            for got in ex.map(one, chunks):
+        with ThreadPoolExecutor(max_workers=4) as ex:  # one dialog per call: all four threads busy
+            for got in ex.map(one, [[i] for c in chunks for i in c]):
                 rows += got
     return sorted(rows, key=lambda r: r["index"])
 

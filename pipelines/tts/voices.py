@@ -137,10 +137,12 @@ def read_wav(data: bytes) -> tuple[np.ndarray, int]:
 
 # -- espeak-ng ------------------------------------------------------------------------------------------------
 ESPEAK_RATE = 22050
-# variants that sound most like people first; voice k uses VARIANTS[k % len]
-VARIANTS = ("m3", "f3", "m1", "f1", "m2", "f2", "m4", "f4", "m5", "f5", "m6", "m7", "klatt", "klatt3", "Alex",
-            "Andrea", "Annie", "aunty", "david", "edward", "linda", "steph", "john", "paul", "robert", "Michael",
-            "max", "Lee", "iven", "belinda")
+# variants that sound most like people first ("" = the language's own voice); voice k uses VARIANTS[k % len], with a
+# pitch in the female or male range of the variant, so the default pool of two is a clear male/female pair
+VARIANTS = ("", "f3", "m3", "f1", "m1", "f2", "m2", "f4", "m4", "f5", "m5", "m6", "Andrea", "m7", "Annie", "klatt",
+            "aunty", "klatt3", "linda", "Alex", "steph", "david", "belinda", "edward", "john", "paul", "robert",
+            "Michael", "max", "Lee")
+FEMALE = {"f1", "f2", "f3", "f4", "f5", "Andrea", "Annie", "aunty", "linda", "steph", "belinda"}
 
 
 def espeak_version() -> str:
@@ -171,14 +173,27 @@ class EspeakBackend(Backend):
         self.language = language
 
     def voices(self, count: int) -> list[Voice]:
+        """Voice k: a variant with a pitch range (female or male, after the variant) and a rate range; each dialog
+        draws its pitch and rate within them (:meth:`in_dialog`). The first two are the source's original pair."""
         out = []
         for k in range(count):
             rng = random.Random(f"espeak:{self.language}:{k}")
             variant = VARIANTS[k % len(VARIANTS)]
-            pitch, speed = rng.randint(32, 68), rng.randint(140, 175)
-            out.append(Voice(f"espeak:{self.language}+{variant}:p{pitch}:s{speed}", "espeak",
-                             (("voice", f"{self.language}+{variant}"), ("pitch", pitch), ("speed", speed))))
+            if k < 2:
+                pitch, speed = ((30, 50), (150, 175)) if k == 0 else ((55, 75), (140, 165))
+            else:
+                lo = rng.randint(50, 60) if variant in FEMALE else rng.randint(25, 35)
+                s0 = rng.randint(135, 150)
+                pitch, speed = (lo, lo + 20), (s0, s0 + 25)
+            name = f"{self.language}+{variant}" if variant else self.language
+            out.append(Voice(f"espeak:{name}:p{pitch[0]}-{pitch[1]}:s{speed[0]}-{speed[1]}", "espeak",
+                             (("voice", name), ("pitch", pitch), ("speed", speed))))
         return out
+
+    @staticmethod
+    def in_dialog(voice: Voice, pitch: int, speed: int) -> Voice:
+        """The voice with this dialog's pitch and rate (same id: the same speaker)."""
+        return Voice(voice.id, voice.backend, (("voice", voice.param("voice")), ("pitch", pitch), ("speed", speed)))
 
     def speak(self, text: str, voice: Voice) -> tuple[np.ndarray, int]:
         x = espeak(text, voice.param("voice"), voice.param("speed"), voice.param("pitch"))
