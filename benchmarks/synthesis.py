@@ -5,7 +5,7 @@ first ``--pairs`` bundled Telugu pairs (text normalised as the source does) and 
 
 * audio seconds per CPU second and per wall second (x realtime per core);
 * the mean audio seconds per pair (question + answer);
-* the estimated wall time to speak ``--n`` pairs on 2, 16 and 64 cores (Ray tasks scale per core: each task is
+* the estimated wall time to speak ``--n`` pairs on 2, 16 and 64 cores from the per-CPU-second rate (each Ray task is
   one process on one CPU; dialog assembly, WAV writing and gaps are extra, measured by ``--dialogs``).
 
 Backends: ``espeak`` (espeak-ng, the default voices), ``mms`` (a random ``VitsModel`` with MMS-TTS's architecture:
@@ -94,7 +94,7 @@ def main() -> int:
         for r in rows:
             per_pair = r["audio_s"] / len(pairs)
             r["audio_s_per_pair"] = round(per_pair, 2)
-            r["est_wall_h"] = {n: round(args.n * per_pair / (r["x_rt_per_wall_s"] * n) / 3600, 3) for n in (2, 16, 64)}
+            r["est_wall_h"] = {n: round(args.n * per_pair / (r["x_rt_per_cpu_s"] * n) / 3600, 3) for n in (2, 16, 64)}
         dl = None
         if args.dialogs:
             w0 = time.perf_counter()
