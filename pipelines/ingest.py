@@ -46,6 +46,8 @@ def prepare_sources(cfg: IngestConfig, say: Callable[[str], None] = print) -> tu
         if getattr(mod, "USES_RAY", False):  # the recipe spreads its work (synthesis) over the job's Ray
             from jobs.cluster import init_ray
 
+            mod.check_options(**spec.options)  # a bad option fails here, before Ray starts
+
             init_ray(cfg.address, cfg.num_cpus)
         downloaded = mod.download(target, **spec.options)
         seen: set[str] = set()

@@ -339,23 +339,32 @@ def _run(cfg: SyntheticConfig, pairs: list[dict], audio_dir: Path, progress) -> 
     return sorted(rows, key=lambda r: r["index"])
 
 
+def check_options(progress=None, **options: object) -> tuple[SyntheticConfig, dict]:
+    """The config and voice backends of ``options``; a one-sentence error for a bad option, voice spec, missing
+    model folder or a pool of fewer than two voices (ingestion calls it before starting Ray)."""
+    known = set(SyntheticConfig.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"synthetic source: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return _pool(SyntheticConfig(**options))  # type: ignore[arg-type]
+
+
+def _pool(cfg: SyntheticConfig) -> tuple[SyntheticConfig, dict]:
+    voices, backends = make_pool(cfg.voices)
+    if len(voices) < 2:
+        raise ValueError(f"synthetic source: the voice pool {cfg.voices} has {len(voices)} voice; user and system need "
+                         "two (e.g. --voices 8*espeak)")
+    return cfg, backends
+
+
 def download(target: str | Path, *, config: SyntheticConfig | None = None, progress=None, **options: object) -> Path:
     """'Download' = synthesize the dialogs into ``target`` (skipped when ``.completed`` matches the settings).
 
     ``options`` are :class:`SyntheticConfig` fields (``n_dialogs``, ``seed``, ``texts``, ``voices``, ...)."""
-    if config is None:
-        known = set(SyntheticConfig.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"synthetic source: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        config = SyntheticConfig(**options)  # type: ignore[arg-type]
-    cfg = config
+    # a bad option, spec or a missing model folder fails here, before any work
+    cfg, backends = _pool(config) if config is not None else check_options(**options)
     target = Path(target)
     marker = target / ".completed"
-    voices, backends = make_pool(cfg.voices)  # a bad spec or a missing model folder fails here, before any work
-    if len(voices) < 2:
-        raise ValueError(f"synthetic source: the voice pool {cfg.voices} has {len(voices)} voice; user and system need "
-                         "two (e.g. --voices 8*espeak)")
     fp = cfg.fingerprint(backends)
     if marker.exists() and marker.read_text().strip() == fp:
         return target

@@ -133,3 +133,19 @@ def test_200_dialogs_many_voices_all_accounted_and_deterministic(ray_session, tm
         return hashlib.sha256(p.read_bytes()).hexdigest()
 
     assert all(sha(d / f"audio/syn-005-{i:05d}.wav") == sha(d2 / f"audio/syn-005-{i:05d}.wav") for i in range(12))
+
+
+def test_ingest_cli_voice_flags_fail_before_ray(tmp_path, capsys):
+    import ray
+
+    from matalu.cli import main
+    from matalu.commands.ingest import _absolute_mms
+
+    assert _absolute_mms("4*mms:models/x") == f"4*mms:{Path('models/x').resolve()}"
+    assert _absolute_mms("command:tts {out} mms:y") == "command:tts {out} mms:y"
+    started = ray.is_initialized()
+    rc = main(["ingest", "--out", str(tmp_path / "o"), "--sources-dir", str(tmp_path / "s"), "--dialogs", "2",
+               "--voices", f"2*mms:{tmp_path / 'no-model'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "put the files of facebook/mms-tts-tel there" in err
+    assert ray.is_initialized() == started  # the error came before any Ray start
