@@ -54,7 +54,7 @@ def measure(name: str, spec: str, texts: list[str]) -> dict:
     voices, backends = make_pool([spec])
     say = _Speaker(backends)
     v = voices[0]
-    if v.backend == "espeak":
+    if v.backend.partition(":")[0] == "espeak":
         from pipelines.tts.voices import EspeakBackend
 
         v = EspeakBackend.in_dialog(v, v.param("pitch")[0], v.param("speed")[0])

@@ -201,7 +201,7 @@ def _prosody(system: Voice, user: Voice, rng: random.Random) -> tuple[Voice, Voi
     pitch, speed = {}, {}
     for key in ("pitch", "speed"):
         for role, v in (("user", user), ("system", system)):
-            if v.backend == "espeak":
+            if v.backend.partition(":")[0] == "espeak":
                 (pitch if key == "pitch" else speed)[role] = rng.randint(*v.param(key))
     if "user" in pitch:
         user = EspeakBackend.in_dialog(user, pitch["user"], speed["user"])

@@ -3,7 +3,8 @@
 A pool is built from specs ``[N*]BACKEND[:ARG]``:
 
 * ``espeak`` / ``12*espeak`` / ``12*espeak:te``: espeak-ng's Telugu voice (or ARG) with N speakers, each a voice
-  variant (m1..m7, f1..f5, klatt, ...) with its own pitch and rate;
+  variant (m1..m7, f1..f5, klatt, ...) with its own pitch and rate ranges; ``espeak:te+f4,te+m3`` lists the
+  espeak-ng voices themselves (one speaker each; in a pool of two, the first is the system);
 * ``4*mms:DIR``: Meta's MMS-TTS (a transformers ``VitsModel`` + ``VitsTokenizer`` in DIR, e.g. the files of
   facebook/mms-tts-tel); N speakers that differ in noise scales, speaking rate and sampling seed
   (``pipelines/tts/mms.py``);
@@ -89,6 +90,11 @@ def parse_spec(spec: str) -> VoiceSpec:
                          "{out}\"")
     if name in ("mms", "command") and not arg.strip():
         raise ValueError(f"voice spec {spec!r}: {name} needs {'a model folder (mms:DIR)' if name == 'mms' else 'a command'}")
+    if name == "espeak" and ("," in arg or "+" in arg):  # an explicit list of espeak-ng voices: one each
+        listed = len([x for x in arg.split(",") if x.strip()])
+        if count and count != listed:
+            raise ValueError(f"voice spec {spec!r}: {count}* but {listed} voices listed; drop the count")
+        count = listed
     n = count or defaults[name]
     if n < 1:
         raise ValueError(f"voice spec {spec!r}: the voice count must be at least 1")
@@ -170,7 +176,11 @@ class EspeakBackend(Backend):
     name = "espeak"
 
     def __init__(self, language: str = "te") -> None:
-        self.language = language
+        """``language``: a language voice (``te``: variants are added per voice), or an explicit comma list of
+        espeak-ng voices (``te+f4,te+m3``), one voice each."""
+        names = [x.strip() for x in language.split(",") if x.strip()]
+        self.listed = names if len(names) > 1 or "+" in language else []
+        self.language = names[0].split("+")[0] if names else "te"
 
     def voices(self, count: int) -> list[Voice]:
         """Voice k: a variant with a pitch range (female or male, after the variant) and a rate range; each dialog
@@ -178,14 +188,14 @@ class EspeakBackend(Backend):
         out = []
         for k in range(count):
             rng = random.Random(f"espeak:{self.language}:{k}")
-            variant = VARIANTS[k % len(VARIANTS)]
+            variant = self.listed[k].partition("+")[2] if self.listed else VARIANTS[k % len(VARIANTS)]
             if k < 2:
                 pitch, speed = ((30, 50), (150, 175)) if k == 0 else ((55, 75), (140, 165))
             else:
                 lo = rng.randint(50, 60) if variant in FEMALE else rng.randint(25, 35)
                 s0 = rng.randint(135, 150)
                 pitch, speed = (lo, lo + 20), (s0, s0 + 25)
-            name = f"{self.language}+{variant}" if variant else self.language
+            name = self.listed[k] if self.listed else (f"{self.language}+{variant}" if variant else self.language)
             out.append(Voice(f"espeak:{name}:p{pitch[0]}-{pitch[1]}:s{speed[0]}-{speed[1]}", "espeak",
                              (("voice", name), ("pitch", pitch), ("speed", speed))))
         return out

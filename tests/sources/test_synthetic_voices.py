@@ -33,6 +33,13 @@ def test_voice_specs_and_their_errors(tmp_path):
     voices, backends = make_pool(["10*espeak"])
     assert len({v.id for v in voices}) == 10 and set(backends) == {"espeak"}
     assert make_pool(["10*espeak"])[0] == voices  # deterministic
+    # listed espeak-ng voices, one each; in a pool of two the first is the system (the old system_voice/user_voice)
+    assert [v.id for v in make_pool(["espeak:te+f4,te+m3"])[0]] == ["espeak:te+f4:p30-50:s150-175",
+                                                                     "espeak:te+m3:p55-75:s140-165"]
+    d = synthetic.download(tmp_path / "listed", voices=["espeak:te+f4,te+m3"], n_dialogs=1, min_exchanges=1,
+                           max_exchanges=1, texts=str(short_texts(tmp_path / "t.jsonl")), use_ray=False)
+    row = _rows(d)[0]
+    assert row["voices"]["system"].startswith("espeak:te+f4:") and 55 <= row["user_pitch"] <= 75
     with pytest.raises(ValueError, match="expected"):
         parse_spec("festival")
     with pytest.raises(FileNotFoundError, match="config.json, model.safetensors, vocab.json"):
