@@ -32,16 +32,18 @@ def normalize(text: str) -> str:
 
 
 def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (substitutions, insertions, deletions: cost 1 each)."""
-    if len(a) < len(b):
-        a, b = b, a
-    prev = list(range(len(b) + 1))
+    """Levenshtein distance (substitutions, insertions, deletions: cost 1 each); one numpy pass per character of
+    ``a`` (the insertion chain of a row is a running minimum)."""
+    if not a or not b:
+        return len(a) + len(b)
+    bb = np.frombuffer(b.encode("utf-32-le"), np.uint32)
+    j = np.arange(len(b) + 1)
+    prev = j.copy()
     for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+        sub = prev[:-1] + (bb != ord(ca))
+        cur = np.concatenate(([i], np.minimum(prev[1:] + 1, sub)))
+        prev = np.minimum.accumulate(cur - j) + j
+    return int(prev[-1])
 
 
 def cer_counts(ref: str, hyp: str) -> tuple[int, int]:

@@ -10,10 +10,11 @@ system channel, side by side:
   speech is found by a VAD given by the caller (``vad``: 16 kHz mono clips -> speech regions in seconds; the CLI
   passes the ingest pipeline's Silero VAD: lm must not import pipelines, docs/DESIGN.md §2). The user's speech is
   the sample's user turns (the VAD on channel 1 when it has none).
-* codec re-encode consistency: both sides are put in the codec's own rendering (the generated channel already is
-  one; the data's channel is encoded and decoded once), then encoded, decoded and encoded again: mel distance and
-  SI-SDR between the rendering and its round trip, and the share of codes that come back the same. Audio the codec
-  itself would produce from speech comes back nearly unchanged; token sequences no speech would give do not.
+* codec re-encode consistency of the replies: the system's codes (the LM's generated codes; the codec's codes of
+  the data's channel) are decoded and encoded again: the share of codes that come back the same, and mel distance
+  and SI-SDR of the re-encoded codes' audio against the first decode. Codes the codec's encoder gives from real
+  speech come back nearly unchanged; code sequences no speech would give do not (a reference-free measure: the
+  generated reply has no reference audio).
 * with an ASR model (:mod:`lm.asr`): the character error rate of each answer window (a user turn's start to the
   next user turn) against the reference answer (the text of the data's system turns starting there), on the
   generated channel and, as the ASR's own floor, on the data's channel.
@@ -104,25 +105,18 @@ def answers(d: Dialog, ex: list[conv.Exchange]) -> list[tuple[float, float, str]
     return out
 
 
-def render_codec(codec: Any, x: np.ndarray) -> np.ndarray:
-    """``x`` as the codec renders it: decode(encode(x)), trimmed or padded to ``x``'s length."""
-    y = codec.decode(codec.encode(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None]))
-    y = y.reshape(-1).float().cpu().numpy()[: x.shape[0]]
-    return np.pad(y, (0, x.shape[0] - y.shape[0])).astype(np.float32)
-
-
-def reencode(codec: Any, x: np.ndarray) -> dict:
-    """Round trip of ``x`` (audio already in the codec's rendering): mel distance, SI-SDR, codes kept."""
+def reencode(codec: Any, codes: torch.Tensor) -> dict:
+    """Round trip of ``codes`` ``[1, Q, F]``: ``x = decode(codes)``, ``c = encode(x)``; the share of codes that come
+    back (all levels, level 0), and mel distance and SI-SDR of ``decode(c)`` against ``x``."""
     from codec.eval import si_sdr
     from codec.losses import mel_distance
 
-    c1 = codec.encode(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None])
-    y = codec.decode(c1).reshape(-1).float().cpu()[: x.shape[0]]
-    y = torch.nn.functional.pad(y, (0, x.shape[0] - y.shape[0]))
-    c2 = codec.encode(y[None, None])
-    f = min(c1.shape[-1], c2.shape[-1])
-    same = (c1[..., :f] == c2[..., :f]).cpu()
-    return {"mel_distance": mel_distance(y, torch.from_numpy(x)), "si_sdr": si_sdr(y.numpy(), x),
+    x = codec.decode(codes).reshape(-1).float().cpu()
+    c = codec.encode(x[None, None]).cpu()
+    f = min(codes.shape[-1], c.shape[-1])
+    same = codes[..., :f].cpu() == c[..., :f]
+    y = codec.decode(c).reshape(-1).float().cpu()
+    return {"mel_distance": mel_distance(y, x), "si_sdr": si_sdr(y.numpy(), x.numpy()),
             "codes_kept": float(same.float().mean()), "codes_kept_cb0": float(same[:, 0].float().mean()),
             "frames": int(f)}
 
@@ -145,7 +139,11 @@ def evaluate_dialogs(model: Any, codec: Any, dialogs: Iterator[Dialog], vad: Vad
     per: list[dict] = []
     n_answers = 0
     for i, d in enumerate(dialogs):
-        out = respond(d.audio[1], codec, model, temperature=temperature, top_k=top_k, seed=seed + i)
+        frames: list[torch.Tensor] = []
+        out = respond(d.audio[1], codec, model, temperature=temperature, top_k=top_k, seed=seed + i,
+                      codes_out=frames)
+        codes = {"generated": torch.stack(frames, dim=-1),
+                 "data": codec.encode(torch.from_numpy(np.ascontiguousarray(d.audio[0]))[None, None])}
         chans = {"generated": out[0], "data": d.audio[0]}
         users = user_regions(d)
         clips = [chans["generated"], chans["data"]] + ([] if users else [d.audio[1]])
@@ -161,8 +159,7 @@ def evaluate_dialogs(model: Any, codec: Any, dialogs: Iterator[Dialog], vad: Vad
             exs[side] += ex
             one = conv.Talk().add(users, system, d.seconds)
             talk[side].add(users, system, d.seconds)
-            x = chans[side] if side == "generated" else render_codec(codec, chans[side])
-            r = reencode(codec, x)
+            r = reencode(codec, codes[side])
             rt[side].append(r)
             row[side] = {"speech": [[round(s, 3), round(e, 3)] for s, e in system],
                          "exchanges": [e.to_dict() for e in ex], **one.ratios(),

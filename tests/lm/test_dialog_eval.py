@@ -136,13 +136,39 @@ def ctc_dir(tmp_path_factory):
     return d
 
 
-def test_eval_dialogs_whole_path(ingested, models, ctc_dir, tmp_path, capsys):
-    """Real synthetic dialog windows: the data's own system channel, measured with the VAD, answers every user turn
-    with the gaps and overlaps its turn labels say; the generated side and the ASR are measured and reported."""
+@pytest.fixture(scope="module")
+def short_dialogs(ingested, tmp_path_factory):
+    """Two of the session's real synthetic dialog windows, cut 1.5 s into their first answer (a fast held-out set;
+    turns past the cut dropped, the cut answer's end clipped, its text kept): segment shards as ingest writes them."""
+    import storage
+    from storage.audio import encode_flac, read_sample
+
     cfg, _ = ingested
+    root = tmp_path_factory.mktemp("heldout")
+    uri = str(root / "segments" / "synthetic" / "dialog" / "heldout-00000.tar")
+    n = 0
+    with storage.ShardWriter(lambda part: uri) as w:
+        for shard in storage.segment_shards(cfg.out):
+            for key, members in storage.iter_shard(shard):
+                meta, audio = read_sample(members)
+                if meta["kind"] != "dialog" or n == 2:
+                    continue
+                first = next(t for t in meta["turns"] if t["role"] == "system")
+                cut = first["start_s"] + 1.5
+                meta["turns"] = [{**t, "end_s": min(t["end_s"], cut)} for t in meta["turns"] if t["start_s"] < cut]
+                meta["duration_s"] = cut
+                w.write(key, {"flac": encode_flac(audio[:, : int(cut * SR)], SR),
+                              "json": json.dumps(meta, ensure_ascii=False).encode()})
+                n += 1
+    return root
+
+
+def test_eval_dialogs_whole_path(short_dialogs, models, ctc_dir, tmp_path, capsys):
+    """Real synthetic dialog windows: the data's own system channel, measured with the VAD, answers every user turn
+    at the time its turn labels say; the generated side and the ASR are measured and reported; reruns agree."""
     out = tmp_path / "eval.json"
-    argv = ["lm", "eval", "--lm", str(models / "lm"), "--dialogs", cfg.out, "--codec", str(models / "codec"),
-            "--max-dialogs", "2", "--asr", str(ctc_dir), "--seed", "3"]
+    argv = ["lm", "eval", "--lm", str(models / "lm"), "--dialogs", str(short_dialogs), "--codec",
+            str(models / "codec"), "--asr", str(ctc_dir), "--seed", "3"]
     assert main(argv + ["--json", str(out)]) == 0
     table = capsys.readouterr().out
     for row in ("gap s p10 / p50 / p90", "overlap s", "reply length", "silence ratio", "babble ratio",
@@ -158,7 +184,7 @@ def test_eval_dialogs_whole_path(ingested, models, ctc_dir, tmp_path, capsys):
     import storage
 
     truth = {}
-    for shard in storage.segment_shards(cfg.out):
+    for shard in storage.segment_shards(str(short_dialogs)):
         for key, members in storage.iter_shard(shard):
             meta = json.loads(members["json"])
             truth[meta["sample_id"]] = meta["turns"]
@@ -181,9 +207,9 @@ def test_eval_dialogs_whole_path(ingested, models, ctc_dir, tmp_path, capsys):
     assert a["cer"] == pytest.approx(edits / a["reference_chars"], abs=1e-4)
     assert all(x["reference"] for x in answers)
     # the same seed gives the same conversation (JSON to stdout)
-    assert main(argv + ["--json"]) == 0
-    again = json.loads(capsys.readouterr().out)
-    assert again["conversation"] == c
+    assert main(argv + ["--max-dialogs", "1", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["conversation"]
+    assert again["dialogs"] == 1 and again["per_dialog"][0] == c["per_dialog"][0]
 
 
 def test_whisper_folder_transcribes(tmp_path):
@@ -232,7 +258,8 @@ def _err(argv, capsys) -> str:
     return err
 
 
-def test_bad_inputs_are_one_line_errors(models, one_mono_shard, tmp_path, capsys):
+def test_bad_inputs_are_one_line_errors(models, one_mono_shard, short_dialogs, tmp_path, capsys):
+    from lm.dialog_eval import held_out_dialogs
     from tests.lm.tokens import write_token_shards
 
     lm, codec = str(models / "lm"), str(models / "codec")
@@ -252,3 +279,7 @@ def test_bad_inputs_are_one_line_errors(models, one_mono_shard, tmp_path, capsys
     (bad / "config.json").write_text('{"model_type": "wav2vec2"}')
     assert f"--asr {bad}: cannot open it as a transformers ASR model folder" in _err(
         base + [str(one_mono_shard), "--asr", str(bad)], capsys)
+    # --split val/train keeps the run's own held-out dialogs only; none there is an error, not an empty table
+    assert [d.sample_id for d in held_out_dialogs(str(short_dialogs), keep=lambda sid: True)]
+    with pytest.raises(ValueError, match=r"2 dialog\(s\) there, none in the run's validation split \(pass --split all\)"):
+        list(held_out_dialogs(str(short_dialogs), keep=lambda sid: False))
