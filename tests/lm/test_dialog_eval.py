@@ -283,3 +283,11 @@ def test_bad_inputs_are_one_line_errors(models, one_mono_shard, short_dialogs, t
     assert [d.sample_id for d in held_out_dialogs(str(short_dialogs), keep=lambda sid: True)]
     with pytest.raises(ValueError, match=r"2 dialog\(s\) there, none in the run's validation split \(pass --split all\)"):
         list(held_out_dialogs(str(short_dialogs), keep=lambda sid: False))
+
+
+def test_submit_makes_eval_paths_absolute():
+    from matalu.submit import shared_args
+
+    out = shared_args(["lm", "eval", "--lm", "runs/lm", "--dialogs", "data/heldout", "--codec", "data/codec",
+                       "--asr", "models/asr"], "http://127.0.0.1:8265")
+    assert all(out[i + 1].startswith("/") for i, a in enumerate(out) if a.startswith("--"))
