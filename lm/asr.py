@@ -5,7 +5,7 @@
 * CTC (``Wav2Vec2ForCTC``, HuBERT, MMS, … through ``AutoModelForCTC``) with its processor (feature extractor +
   tokenizer files): greedy decoding (argmax per frame, ``processor.batch_decode``);
 * Whisper (``model_type: whisper``) with its processor: ``generate`` (Telugu transcription when the model's
-  generation config knows the ``<|te|>`` token).
+  generation config knows the ``<|te|>`` token); Whisper hears the first 30 s of a clip.
 
 ``cer(ref, hyp)`` is the Levenshtein distance over characters of the normalised strings (Unicode NFC, lower case,
 punctuation removed, runs of white space as one space) divided by the reference's length.

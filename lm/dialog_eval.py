@@ -22,6 +22,7 @@ system channel, side by side:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -65,14 +66,15 @@ def held_out_dialogs(uri: str, *, max_dialogs: int = 0, keep: Callable[[str], bo
             if "codes.npy" in members and "flac" not in members:
                 raise ValueError(f"--dialogs {uri}: {shard} holds token shards (codes, no audio); pass the ingest "
                                  f"output whose segment shards they were encoded from")
-            meta, audio = read_sample(members)
-            sid = str(meta.get("sample_id") or key)
-            if meta.get("kind", "mono") != "dialog":
+            head = json.loads(members["json"]) if "json" in members else {}
+            sid = str(head.get("sample_id") or key)
+            if head.get("kind", "mono") != "dialog":  # decided from the JSON: mono audio is never decoded
                 mono += 1
                 continue
             if keep is not None and not keep(sid):
                 skipped += 1
                 continue
+            meta, audio = read_sample(members)
             if audio.shape[0] != 2:
                 raise ValueError(f"dialog sample {sid} in {shard} has {audio.shape[0]} channel(s); a dialog has 2 "
                                  f"(0 system, 1 user): re-ingest it")
