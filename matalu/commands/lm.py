@@ -1,5 +1,5 @@
-"""`matalu lm train | tokenizer | eval | respond`: the audio LM over token shards (Ray Train), its text tokenizer,
-its loss per stream, and a spoken reply to a WAV."""
+"""`matalu lm train | tokenizer | eval | respond | serve`: the audio LM over token shards (Ray Train), its text
+tokenizer, its loss per stream, a spoken reply to a WAV, and live conversations over a WebSocket (with a page)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,19 @@ def add_parser(sub) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default=None)
 
+    v = lsub.add_parser("serve", help="talk to it: a full-duplex WebSocket server and a browser page (batched sessions)")
+    v.add_argument("--codec", required=True, help="the codec the LM's tokens came from (a streaming codec checkpoint)")
+    v.add_argument("--lm", required=True, help="a training output or checkpoint folder")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=8998)
+    v.add_argument("--max-sessions", type=int, default=4, help="conversations batched at once; more get `busy`")
+    v.add_argument("--send-queue", type=int, default=100,
+                   help="messages a client may fall behind before it is closed (4003 slow_reader)")
+    v.add_argument("--temperature", type=float, default=0.8)
+    v.add_argument("--top-k", type=int, default=250)
+    v.add_argument("--gpu", action="store_true", help="run the codec and the LM on CUDA")
+    v.add_argument("--threads", type=int, help="torch CPU threads")
+
 
 def _device(d: str | None) -> str:
     if d:
@@ -65,7 +78,8 @@ def _device(d: str | None) -> str:
 
 
 def run(args) -> int:
-    return {"train": _train, "tokenizer": _tokenizer, "eval": _eval, "respond": _respond}[args.lm_cmd](args)
+    return {"train": _train, "tokenizer": _tokenizer, "eval": _eval, "respond": _respond,
+            "serve": _serve}[args.lm_cmd](args)
 
 
 def _train(args) -> int:
@@ -140,23 +154,30 @@ def _eval(args) -> int:
     return 0
 
 
+def _codec_and_lm(codec_uri: str, lm_uri: str, dev: str):
+    """(codec, AudioLM, text tokenizer | None) on ``dev``; the codec must be the one the LM's tokens came from."""
+    from codec.adapters import load_codec
+    from lm.checkpoint import load_lm
+
+    codec = load_codec(codec_uri, dev)
+    model, _cfg, tok, meta = load_lm(lm_uri, dev)
+    cid, trained_on = str(getattr(codec, "codec_id", "")), meta.get("lineage", {}).get("codec_id", "")
+    if trained_on and cid and trained_on != cid:
+        raise ValueError(f"the LM {lm_uri} was trained on tokens of codec {trained_on}, not {cid}; pass that codec")
+    return codec, model, tok
+
+
 def _respond(args) -> int:
     import numpy as np
 
     import storage
-    from codec.adapters import load_codec
-    from lm.checkpoint import load_lm
     from lm.respond import respond
     from storage.audio import decode_audio, encode_wav, resample
 
     dev = _device(args.device)
     audio, sr = decode_audio(storage.read_bytes(args.input))
     mono = audio.mean(axis=0, keepdims=True)
-    codec = load_codec(args.codec, dev)
-    model, _cfg, _tok, meta = load_lm(args.lm, dev)
-    cid, trained_on = str(getattr(codec, "codec_id", "")), meta.get("lineage", {}).get("codec_id", "")
-    if trained_on and cid and trained_on != cid:
-        raise ValueError(f"the LM {args.lm} was trained on tokens of codec {trained_on}, not {cid}; pass that codec")
+    codec, model, _tok = _codec_and_lm(args.codec, args.lm, dev)
     t0 = time.perf_counter()
     out = respond(resample(mono, sr, 16000), codec, model, temperature=args.temperature, top_k=args.top_k,
                   seed=args.seed)
@@ -167,4 +188,22 @@ def _respond(args) -> int:
     storage.write_bytes(args.out, encode_wav(stereo, sr))
     print(f"[lm] wrote {args.out}: {audio.shape[1] / sr:.2f} s stereo at {sr} Hz (0 = system, 1 = you) "
           f"in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _serve(args) -> int:
+    import torch
+
+    from lm.serve import Engine, ServeConfig
+    from lm.serve_http import ServerOptions, serve_forever
+
+    if args.gpu and not torch.cuda.is_available():
+        raise ValueError("--gpu: no CUDA device is visible; drop --gpu to serve on the CPU")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = "cuda" if args.gpu else "cpu"
+    codec, model, tok = _codec_and_lm(args.codec, args.lm, dev)
+    engine = Engine(codec, model, ServeConfig(max_sessions=args.max_sessions, temperature=args.temperature,
+                                              top_k=args.top_k))
+    serve_forever(engine, tok, ServerOptions(host=args.host, port=args.port, send_queue=args.send_queue))
     return 0
