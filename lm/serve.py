@@ -21,8 +21,10 @@ silence follow (as respond does), and the reply is cut to the input's length; th
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +78,7 @@ class Session:
     ending: bool = False  # the client said the utterance is over
     flushed: bool = False
     closed: bool = False
+    error: str | None = None  # the engine failed on this conversation's step (finished with it)
     enc: Any = None
     dec: Any = None
 
@@ -157,9 +160,24 @@ class Engine:
     def _run(self) -> None:
         torch.set_grad_enabled(False)
         while not self._stop.is_set():
-            if not self.tick():
+            try:
+                stepped = self.tick()
+            except Exception as err:  # noqa: BLE001 - the engine must outlive one bad step
+                traceback.print_exc()
+                self._fail_all(f"{type(err).__name__}: {err}")
+                stepped = False
+            if not stepped:
                 self._wake.wait(0.05)
                 self._wake.clear()
+
+    def _fail_all(self, message: str) -> None:
+        """End every conversation of the batch with ``message`` (their rows are gone); new ones start afresh."""
+        with self._lock:
+            sessions, self._sessions, self._state = self._sessions, [], None
+        for s in sessions:
+            s.error, s.closed = message, True
+            with contextlib.suppress(Exception):
+                s.on_output(s, [], True)
 
     # -- the engine thread ------------------------------------------------------------------------------------
     def _rows(self) -> None:
@@ -241,6 +259,9 @@ class Engine:
     def _finish_if_done(self, s: Session, outs: list[Output]) -> None:
         done = s.flushed and not s.frames and s.emitted >= num_frames(s.received, self.hop)
         if outs or done:
-            s.on_output(s, outs, done)
+            try:
+                s.on_output(s, outs, done)
+            except Exception:  # noqa: BLE001 - its client is gone (the server stopped): drop the row
+                done = True
         if done:
             s.closed = True

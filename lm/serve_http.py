@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import struct
 import threading
 from collections.abc import Iterator
@@ -125,7 +126,9 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8998
     send_queue: int = 100  # messages a client may fall behind before it is closed (slow_reader)
+    socket_send_buffer: int = 65536  # bytes the kernel may hold for a client (Linux doubles it): bounded buffers
     hello_timeout_s: float = 10.0
+    shutdown_timeout_s: float = 5.0
 
 
 class TalkServer:
@@ -145,7 +148,7 @@ class TalkServer:
         return f"http://{self.opts.host}:{self.port}/"
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app, handle_signals=False)
+        self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=self.opts.shutdown_timeout_s)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.opts.host, self.opts.port)
         await site.start()
@@ -189,7 +192,11 @@ class TalkServer:
                 "ms_per_step": ms}
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=False, max_msg_size=1 << 20)
+        # bounded buffers all the way: the kernel's send buffer, the writer's (drained every 16 KiB), the queue
+        sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.opts.socket_send_buffer)
+        ws = web.WebSocketResponse(compress=False, max_msg_size=1 << 20, writer_limit=16384)
         await ws.prepare(request)
         e = self.engine
         if e.live >= e.cfg.max_sessions:
@@ -228,8 +235,11 @@ class TalkServer:
                 if state["since"] >= e.codec.frame_rate:
                     state["since"] = 0
                     items.append(self._stats_msg(state["last"]))
-            if done:
-                items += [{"type": "done", "samples": s.received, "frames": s.emitted}, None]
+            if done and s.error:
+                items += [{"type": "error", "code": "internal", "message": f"the engine failed: {s.error}"},
+                          ("close", CLOSE["internal"])]
+            elif done:
+                items += [{"type": "done", "samples": s.received, "frames": s.emitted}, ("close", 1000)]
             for it in items:
                 if state["failed"]:
                     return
@@ -279,8 +289,8 @@ class TalkServer:
 async def _send_all(ws: web.WebSocketResponse, queue: asyncio.Queue) -> None:
     while True:
         item = await queue.get()
-        if item is None:
-            await ws.close()
+        if isinstance(item, tuple):  # ("close", code)
+            await ws.close(code=item[1])
             return
         if isinstance(item, bytes):
             await ws.send_bytes(item)

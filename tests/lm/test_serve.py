@@ -92,8 +92,9 @@ def test_concurrent_sessions_are_batched_and_equal_separate_runs(pair):
     np.testing.assert_array_equal(b.audio, want_b)
     assert busy.error["code"] == "busy" and busy.close_code == 1013
     assert busy.error["message"] == "all 2 conversations are taken; try again later"
-    # batching happened: fewer model steps than frames stepped
-    assert engine.stats.frames == 75 + 54 and engine.stats.steps < engine.stats.frames
+    # batching happened: fewer model steps than frames stepped (each input's frames + max_delay of silence)
+    d = lm.cfg.max_delay
+    assert engine.stats.frames == 75 + d + 54 + d and engine.stats.steps < engine.stats.frames
     assert a.stats and a.stats[-1]["rtf"] > 0 and set(a.stats[-1]["ms_per_step"]) == {"encode", "temporal", "depth",
                                                                                        "decode"}
     assert len(a.latency_ms) == 75 - lm.cfg.max_delay and min(a.latency_ms) > 0
@@ -179,7 +180,7 @@ class RawClient:
         return out
 
     def messages(self):
-        """Read every frame until the close frame: yields (opcode, payload)."""
+        """Read every frame until the close frame (answered): yields (opcode, payload)."""
         while True:
             b0, b1 = self._read(2)
             n = b1 & 0x7F
@@ -190,12 +191,14 @@ class RawClient:
             payload = self._read(n)
             yield b0 & 0x0F, payload
             if b0 & 0x0F == 8:
+                self.send(payload[:2], 8)  # answer the close, as a client should
                 return
 
 
 def test_a_client_leaving_and_a_slow_reader_free_their_rows(pair):
     codec, lm = pair
-    with running(Engine(codec, lm, ServeConfig(max_sessions=2)), options=ServerOptions(port=0, send_queue=4)) as srv:
+    opts = ServerOptions(port=0, send_queue=4, socket_send_buffer=4096)
+    with running(Engine(codec, lm, ServeConfig(max_sessions=2)), options=opts) as srv:
         # 1. a client that goes away mid-utterance (no `end`, no close frame)
         raw = RawClient(srv.port)
         raw.send(json.dumps({"type": "hello", "version": 1, "sample_rate": 16000, "channels": 1,
@@ -204,11 +207,11 @@ def test_a_client_leaving_and_a_slow_reader_free_their_rows(pair):
         time.sleep(0.3)
         raw.s.close()
         assert wait_sessions(srv, 0)["sessions"] == 0
-        # 2. a client that sends 10 s at once and never reads: closed with 4003 once 4 messages are waiting
+        # 2. a client that sends 5 s at once and never reads: closed with 4003 once 4 messages are waiting
         slow = RawClient(srv.port)
         slow.send(json.dumps({"type": "hello", "version": 1, "sample_rate": 16000, "channels": 1,
                               "format": "f32"}).encode(), 1)
-        x = speechlike(160_000, seed=4).astype("<f4")
+        x = speechlike(80_000, seed=4).astype("<f4")
         for i in range(0, x.size, 8000):
             slow.send(b"\x01" + x[i:i + 8000].tobytes(), 2)
         assert wait_sessions(srv, 0, timeout=60)["sessions"] == 0
@@ -219,27 +222,28 @@ def test_a_client_leaving_and_a_slow_reader_free_their_rows(pair):
     errors = [json.loads(p) for op, p in msgs if op == 1 and b'"error"' in p]
     assert errors and errors[0]["code"] == "slow_reader" and "fell more than 4 messages behind" in errors[0]["message"]
     assert msgs[-1][0] == 8 and struct.unpack(">H", msgs[-1][1][:2])[0] == 4003
-    assert sum(op == 2 for op, _ in msgs) < 500  # it was cut off, not served to the end
+    assert sum(op == 2 for op, _ in msgs) < 250  # it was cut off, not served to the end
 
 
 def test_memory_stays_flat_over_a_soak(pair):
-    """Rounds of two concurrent 12 s conversations (streamed as fast as the engine goes): RSS after the last
-    round is within a few MB of RSS after the first (a leak of rows, caches or queues would grow it)."""
+    """Rounds of two concurrent conversations joining and leaving (streamed as fast as the engine goes): RSS after
+    the last round is within a few MB of RSS after the first (a leak of rows, caches, sessions or queues would grow
+    it). Short, for the default suite; the 5-minute soak: `python benchmarks/s2s.py --sessions '' --soak 300`."""
     codec, lm = pair
-    x = speechlike(12 * 16000, seed=6)
+    x = speechlike(16000, seed=6)
 
     async def round_(url):
         return await asyncio.gather(converse(url, x, seed=1, chunk=1600), converse(url, x, seed=2, chunk=1600))
 
     rss = []
     with running(Engine(codec, lm, ServeConfig(max_sessions=2))) as srv:
-        for _ in range(4):
+        for _ in range(5):
             got = asyncio.run(round_(srv.url))
             assert all(g.close_code == 1000 and g.audio.shape == x.shape for g in got)
             assert wait_sessions(srv, 0)["sessions"] == 0
             rss.append(rss_bytes())
     growth = (rss[-1] - rss[0]) / 2**20
-    assert growth < 8, f"RSS grew {growth:.1f} MB over 3 rounds of 2 x 12 s: {[r / 2**20 for r in rss]}"
+    assert growth < 8, f"RSS grew {growth:.1f} MB over 4 rounds of 2 x 1 s: {[r / 2**20 for r in rss]}"
 
 
 CHROMIUM = "/usr/bin/chromium"
@@ -350,7 +354,7 @@ def test_the_page_talks_in_headless_chromium_through_the_cli(runs, tmp_path):
     png = tmp_path / "page.png"
     png.write_bytes(base64.b64decode(shot["data"]))
     assert n >= 50, (status, n)
-    assert status.startswith("talking (session 1, 50.0 frames/s"), status
+    assert status.startswith("talking (session 1, 50 frames/s"), status
     assert p50.endswith(" ms") and p95.endswith(" ms") and float(p50.split()[0]) <= float(p95.split()[0])
     assert "live)" in rtf and frames >= n
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
