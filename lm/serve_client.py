@@ -109,3 +109,35 @@ async def converse(url: str, audio: np.ndarray, *, seed: int = 0, fmt: str = "f3
     if parts:
         conv.audio = np.concatenate(parts)
     return conv
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lm.serve_client URL IN.wav -o OUT.wav [--seed N] [--realtime]``: stream a WAV to a running
+    ``matalu lm serve`` and write the conversation as stereo (channel 0 the system, channel 1 the input), 16 kHz."""
+    import argparse
+
+    import storage
+    from storage.audio import decode_audio, encode_wav, resample
+
+    ap = argparse.ArgumentParser(prog="python -m lm.serve_client", description=main.__doc__.split("\n")[0])
+    ap.add_argument("url", help="the server, e.g. http://127.0.0.1:8998/")
+    ap.add_argument("input", metavar="IN.wav")
+    ap.add_argument("-o", "--out", required=True, metavar="OUT.wav")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--realtime", action="store_true", help="pace the audio at real time (as a microphone would)")
+    args = ap.parse_args(argv)
+    audio, sr = decode_audio(storage.read_bytes(args.input))
+    x = resample(audio.mean(axis=0, keepdims=True), sr, 16000)[0].astype(np.float32)
+    conv = asyncio.run(converse(args.url, x, seed=args.seed, realtime=args.realtime))
+    if conv.error or conv.close_code != 1000:
+        print(f"the server closed the conversation ({conv.close_code}): {conv.error}")
+        return 1
+    storage.write_bytes(args.out, encode_wav(np.stack([conv.audio, x]), 16000))
+    lat = sorted(conv.latency_ms)
+    p50 = f", latency p50 {lat[len(lat) // 2]:.0f} ms" if lat else ""
+    print(f"wrote {args.out}: {x.size / 16000:.2f} s stereo (0 = system, 1 = input){p50}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,7 +21,9 @@ from lm_helpers import save_tiny_codec, speechlike, tiny_lm
 from lm.respond import respond
 from lm.serve import Engine, ServeConfig
 from lm.serve_client import converse
+from lm.serve_client import main as client_main
 from lm.serve_http import ServerOptions, rss_bytes, running
+from storage.audio import decode_audio, encode_wav
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,7 +47,7 @@ def wait_sessions(srv, n: int, timeout: float = 20.0) -> dict:
         time.sleep(0.05)
 
 
-def test_a_stream_equals_respond_in_both_formats(pair):
+def test_a_stream_equals_respond_in_both_formats(pair, tmp_path):
     codec, lm = pair
     n = 11_683  # 0.73 s: not a whole number of 20 ms frames
     x = speechlike(n, seed=3)
@@ -57,6 +59,8 @@ def test_a_stream_equals_respond_in_both_formats(pair):
         page = urllib.request.urlopen(srv.url, timeout=10).read().decode()
         c = asyncio.run(converse(srv.url, x, seed=7, chunk=500))
         p = asyncio.run(converse(srv.url, x, seed=7, fmt="pcm16", chunk=333))
+        (tmp_path / "in.wav").write_bytes(encode_wav(x[None], 16000))  # a WAV file, as a user streams one
+        assert client_main([srv.url, str(tmp_path / "in.wav"), "-o", str(tmp_path / "out.wav"), "--seed", "7"]) == 0
         assert wait_sessions(srv, 0)["sessions"] == 0
     assert "getUserMedia" in page and "audioWorklet" in page
     d = lm.cfg.max_delay
@@ -69,6 +73,11 @@ def test_a_stream_equals_respond_in_both_formats(pair):
     assert [m["token"] for m in c.text] == text and all(m["piece"] is None for m in c.text)
     assert p.close_code == 1000 and p.audio.shape == (n,)
     np.testing.assert_allclose(p.audio, np.round(np.clip(want_q, -1, 1) * 32767) / 32768, atol=1e-6)
+    out, sr = decode_audio((tmp_path / "out.wav").read_bytes())
+    heard = decode_audio((tmp_path / "in.wav").read_bytes())[0][0]  # the WAV's 16-bit samples
+    assert sr == 16000 and out.shape == (2, n)
+    np.testing.assert_allclose(out[0], respond(heard, codec, lm, seed=7)[0], atol=1.01 / 32768)
+    np.testing.assert_allclose(out[1], heard, atol=1.01 / 32768)
 
 
 def test_concurrent_sessions_are_batched_and_equal_separate_runs(pair):
@@ -293,7 +302,6 @@ def test_the_page_talks_in_headless_chromium_through_the_cli(runs, tmp_path):
 
     import aiohttp
 
-    from storage.audio import decode_audio, encode_wav
     from tests.conftest import free_port
 
     codec_run, lm_run = runs
