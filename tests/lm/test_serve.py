@@ -109,6 +109,27 @@ def test_concurrent_sessions_are_batched_and_equal_separate_runs(pair):
     assert len(a.latency_ms) == 75 - lm.cfg.max_delay and min(a.latency_ms) > 0
 
 
+def test_the_text_stream_comes_as_pieces_without_padding(pair, tmp_path):
+    """With the run's tokenizer the server sends each text token with its SentencePiece piece, and leaves the
+    padding tokens out: the tokens sent are respond's text tokens less pad/end-of-pad."""
+    from lm.text import EPAD, PAD, TextTokenizer, train_tokenizer
+    from tests.lm.tokens import write_token_shards
+
+    codec, _ = pair
+    write_token_shards(str(tmp_path / "tokens"), [6], Q=2, K=16)
+    train_tokenizer(str(tmp_path / "tokens"), str(tmp_path / "spm"), vocab_size=60)
+    tok = TextTokenizer.load(str(tmp_path / "spm"))
+    lm = tiny_lm(q=codec.num_codebooks, k=codec.codebook_size, text_vocab=tok.vocab_size)
+    x = speechlike(8000, seed=9)
+    text: list[int] = []
+    respond(x, codec, lm, seed=3, text_out=text)
+    with running(Engine(codec, lm, ServeConfig(max_sessions=1)), tok) as srv:
+        c = asyncio.run(converse(srv.url, x, seed=3))
+    assert c.close_code == 1000
+    assert [m["token"] for m in c.text] == [t for t in text if t not in (PAD, EPAD)]
+    assert c.text and all(m["piece"] == tok.sp.id_to_piece(m["token"]) for m in c.text)
+
+
 async def _raw(url: str, first, then=()) -> tuple[dict | None, int | None]:
     """Send ``first`` (a dict as JSON, or bytes), then ``then``; the server's error and close code."""
     import aiohttp
