@@ -2,12 +2,13 @@
 
 Each conversation (:class:`Session`) has its own streaming codec encoder and decoder state and one row of a
 shared :class:`lm.generate.StreamState` made by :func:`lm.generate.init_rows` (its own positions, caches and
-``torch.Generator`` seeded with the session's seed). :meth:`Engine.tick` runs, on one thread:
+``torch.Generator`` seeded with the session's seed). :meth:`Engine.tick` runs, on one thread (the codec's states
+are batched too when they can be: our codec's, :func:`codec.model.cat_states`; other codecs run per session):
 
 1. joins and leaves: a new conversation's row is appended (:func:`lm.generate.cat_rows`), a finished one's dropped
    (:func:`lm.generate.select_rows`);
-2. **encode**: every session's new samples go through its streaming encoder one hop at a time (as
-   :func:`lm.respond.respond` does), giving user frames;
+2. **encode**: every session's new samples go through the streaming encoder one hop at a time (as
+   :func:`lm.respond.respond` does; the sessions that have a hop in one call), giving user frames;
 3. **LM**: one :func:`lm.generate.step` for the whole batch; rows without a user frame yet are inactive (they do not
    advance or sample), so a session that sends late does not hold the others back;
 4. **decode**: every system frame that came out goes through its session's streaming decoder, and the session's
@@ -15,7 +16,9 @@ shared :class:`lm.generate.StreamState` made by :func:`lm.generate.init_rows` (i
 
 A session ends with :meth:`Engine.end`: its last partial frame is flushed, ``max_delay`` frames of the codec's
 silence follow (as respond does), and the reply is cut to the input's length; the whole reply then equals
-``respond`` on the same audio and seed (tests/lm/test_serve.py). Timing per stage is kept in :class:`EngineStats`.
+``respond`` on the same audio and seed: the same tokens, and the same samples (to float rounding, ~1e-7, when
+frames of several sessions were decoded in one batch) (tests/lm/test_serve.py). Timing per stage is kept in
+:class:`EngineStats`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 
 from codec.base import frame_hop, num_frames
+from codec.model import CodecModel, cat_states, split_states
 from lm.generate import StreamState, cat_rows, init_rows, select_rows, step
 from lm.model import AudioLM
 from lm.respond import check_pair, silence_frame
@@ -106,6 +110,7 @@ class Engine:
                              "the server needs a StreamingCodec (a matalu codec checkpoint)")
         self.hop = int(hop)
         self.frame_s = self.hop / int(codec.sample_rate)
+        self._batch_codec = isinstance(codec, CodecModel)  # its streaming states batch across sessions
         self.silence = silence_frame(codec, hop)  # [1, Q] on the codec's device, as encode_step's codes
         self.stats = EngineStats()
         self._lock = threading.Lock()
@@ -194,22 +199,57 @@ class Engine:
                 s.enc, s.dec = self.codec.init_encode_state(1), self.codec.init_decode_state(1)
             self._sessions += joining
 
-    def _encode(self, s: Session) -> None:
-        chunks = [s.pending]
-        while s.inbox:
-            chunks.append(s.inbox.popleft())
-        x = np.concatenate(chunks) if len(chunks) > 1 else s.pending
-        n = (x.shape[0] // self.hop) * self.hop
-        for i in range(0, n, self.hop):  # one hop per call, as respond feeds the encoder
-            codes, s.enc = self.codec.encode_step(torch.from_numpy(x[i:i + self.hop]).view(1, 1, -1), s.enc)
-            s.frames.extend(codes[:, :, j] for j in range(codes.shape[-1]))
-        s.pending = x[n:]
-        if s.ending and not s.flushed and not s.inbox:
-            codes, s.enc = self.codec.encode_step(torch.from_numpy(s.pending).view(1, 1, -1), s.enc, final=True)
-            s.frames.extend(codes[:, :, j] for j in range(codes.shape[-1]))
-            s.frames.extend(self.silence for _ in range(self.model.cfg.max_delay))
-            s.pending = np.zeros(0, np.float32)
-            s.flushed = True
+    def _encode(self) -> None:
+        """Every whole hop every session has, through the streaming encoder: one call per round for all sessions
+        with a hop (our codec's states batch: codec.model.cat_states), else one per session; then the flushes."""
+        for s in self._sessions:
+            if s.inbox:
+                chunks = [s.pending]
+                while s.inbox:
+                    chunks.append(s.inbox.popleft())
+                s.pending = np.concatenate(chunks)
+        while True:
+            ready = [s for s in self._sessions if s.pending.size >= self.hop]
+            if not ready:
+                break
+            x = torch.from_numpy(np.stack([s.pending[: self.hop] for s in ready]))[:, None]
+            if self._batch_codec and len(ready) > 1:
+                codes, st = self.codec.encode_step(x, cat_states([s.enc for s in ready]))
+                for s, enc in zip(ready, split_states(st, [s.enc for s in ready])):
+                    s.enc = enc
+            else:
+                parts = []
+                for i, s in enumerate(ready):
+                    c, s.enc = self.codec.encode_step(x[i:i + 1], s.enc)
+                    parts.append(c)
+                codes = torch.cat(parts)
+            for i, s in enumerate(ready):
+                s.frames.extend(codes[i:i + 1, :, j] for j in range(codes.shape[-1]))
+                s.pending = s.pending[self.hop:]
+        for s in self._sessions:
+            if s.ending and not s.flushed and not s.inbox:
+                codes, s.enc = self.codec.encode_step(torch.from_numpy(s.pending).view(1, 1, -1), s.enc, final=True)
+                s.frames.extend(codes[:, :, j] for j in range(codes.shape[-1]))
+                s.frames.extend(self.silence for _ in range(self.model.cfg.max_delay))
+                s.pending = np.zeros(0, np.float32)
+                s.flushed = True
+
+    def _decode(self, rows: list[tuple[Session, torch.Tensor]]) -> list[np.ndarray]:
+        """One system frame per (session, codes [1, Q]) through the sessions' streaming decoders (batched when the
+        codec's states batch)."""
+        codes = torch.cat([c for _, c in rows])[..., None]
+        if self._batch_codec and len(rows) > 1:
+            y, st = self.codec.decode_step(codes, cat_states([s.dec for s, _ in rows]))
+            for (s, _), dec in zip(rows, split_states(st, [s.dec for s, _ in rows])):
+                s.dec = dec
+        else:
+            ys = []
+            for i, (s, _) in enumerate(rows):
+                yi, s.dec = self.codec.decode_step(codes[i:i + 1], s.dec)
+                ys.append(yi)
+            y = torch.cat(ys)
+        y = y.reshape(len(rows), -1).float().cpu().numpy()
+        return list(y)
 
     def tick(self) -> bool:
         """One round: joins/leaves, encode, one batched LM step, decode. False when no session had a frame."""
@@ -218,8 +258,7 @@ class Engine:
             return False
         t0 = time.perf_counter()
         secs = self.stats.seconds
-        for s in self._sessions:
-            self._encode(s)
+        self._encode()
         t1 = time.perf_counter()
         secs["encode"] += t1 - t0
         active = [bool(s.frames) for s in self._sessions]
@@ -235,21 +274,24 @@ class Engine:
         t2 = time.perf_counter()
         codes_cpu = codes.cpu()
         text_cpu = None if text is None else text.cpu()
+        out: list[tuple[int, Session, torch.Tensor]] = []  # (row, session, codes) of the frames to decode
         for i, (s, a) in enumerate(zip(self._sessions, active)):
             if not a:
                 continue
-            t = s.stepped
             s.stepped += 1
-            outs: list[Output] = []
             limit = num_frames(s.received, self.hop) if s.flushed else None
             if int(codes_cpu[i, 0]) >= 0 and (limit is None or s.emitted < limit):
-                y, s.dec = self.codec.decode_step(codes_cpu[i:i + 1, :, None], s.dec)
-                y = y.reshape(-1).float().cpu().numpy()
-                if limit is not None and s.emitted == limit - 1:
-                    y = y[: s.received - s.emitted * self.hop]
-                s.emitted += 1
-                outs.append(Output(t, y, None if text_cpu is None else int(text_cpu[i])))
-            self._finish_if_done(s, outs)
+                out.append((i, s, codes_cpu[i:i + 1]))
+        audio = self._decode([(s, c) for _, s, c in out]) if out else []
+        outs: dict[int, list[Output]] = {}
+        for (i, s, _), y in zip(out, audio):
+            if s.flushed and s.emitted == num_frames(s.received, self.hop) - 1:
+                y = y[: s.received - s.emitted * self.hop]
+            s.emitted += 1
+            outs[s.id] = [Output(s.stepped - 1, y, None if text_cpu is None else int(text_cpu[i]))]
+        for s, a in zip(self._sessions, active):
+            if a:
+                self._finish_if_done(s, outs.get(s.id, []))
         secs["decode"] += time.perf_counter() - t2
         self.stats.steps += 1
         self.stats.frames += sum(active)

@@ -97,8 +97,10 @@ def test_concurrent_sessions_are_batched_and_equal_separate_runs(pair):
     with running(engine) as srv:
         a, b, busy = asyncio.run(three(srv.url))
         assert wait_sessions(srv, 0)["sessions"] == 0
-    np.testing.assert_array_equal(a.audio, want_a)
-    np.testing.assert_array_equal(b.audio, want_b)
+    # the same tokens as alone (another token would change whole frames); frames decoded in one batch with the
+    # other session's differ from a batch of one by float rounding only
+    np.testing.assert_allclose(a.audio, want_a, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(b.audio, want_b, atol=1e-5, rtol=0)
     assert busy.error["code"] == "busy" and busy.close_code == 1013
     assert busy.error["message"] == "all 2 conversations are taken; try again later"
     # batching happened: fewer model steps than frames stepped (each input's frames + max_delay of silence)
@@ -378,8 +380,10 @@ def test_the_page_talks_in_headless_chromium_through_the_cli(runs, tmp_path):
         if browser is not None:
             browser.terminate()
             browser.wait(10)
+            browser.stderr.close()
         server.terminate()
         server.wait(10)
+        server.stdout.close()
     png = tmp_path / "page.png"
     png.write_bytes(base64.b64decode(shot["data"]))
     assert n >= 50, (status, n)
