@@ -132,6 +132,29 @@ def test_the_text_stream_comes_as_pieces_without_padding(pair, tmp_path):
     assert c.text and all(m["piece"] == tok.sp.id_to_piece(m["token"]) for m in c.text)
 
 
+def test_a_failing_step_ends_its_batch_with_internal_and_the_server_goes_on(pair, monkeypatch, capsys):
+    import lm.serve as serve_mod
+
+    codec, lm = pair
+    real, calls = serve_mod.step, []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(serve_mod, "step", flaky)
+    with running(Engine(codec, lm, ServeConfig(max_sessions=1))) as srv:
+        bad = asyncio.run(converse(srv.url, speechlike(6400), seed=1))
+        assert wait_sessions(srv, 0)["sessions"] == 0
+        ok = asyncio.run(converse(srv.url, speechlike(3200), seed=1))
+    assert bad.close_code == 1011 and bad.error == {
+        "type": "error", "code": "internal", "message": "the engine failed: RuntimeError: CUDA out of memory (simulated)"}
+    assert ok.close_code == 1000 and ok.audio.shape == (3200,)
+    assert "CUDA out of memory (simulated)" in capsys.readouterr().err  # the traceback is in the server's log
+
+
 async def _raw(url: str, first, then=()) -> tuple[dict | None, int | None]:
     """Send ``first`` (a dict as JSON, or bytes), then ``then``; the server's error and close code."""
     import aiohttp
