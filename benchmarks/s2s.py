@@ -12,8 +12,8 @@ in 20 ms messages. Reported per count:
 * realtime factor: engine busy time / audio time stepped (below 1 the batch keeps up with real time).
 
 Models are untrained (speed does not depend on the weights): the LM of ``--size`` with our codec's Q x K (8 x
-1024) and the codec of ``--codec-size`` (``base``: the real one's dims). ``--soak S``: one session streaming for S
-seconds, the server's RSS at start and end.
+1024) and the codec of ``--codec-size`` (``base``: the real one's dims). ``--soak S``: S seconds of 10 s conversations
+back to back, the server's RSS after each.
 
 Usage: python benchmarks/s2s.py [--size tiny] [--codec-size base] [--sessions 1,2,4,8] [--seconds 10]
        [--threads 1] [--gpu] [--soak 0] [--json OUT]
@@ -87,18 +87,25 @@ def run_sessions(codec, lm, n: int, seconds: float) -> dict:
 
 
 def soak(codec, lm, seconds: float) -> dict:
+    """Conversations of 10 s back to back, paced at real time, ``seconds`` in all; the server's RSS after a 5 s
+    warm-up one and after each (a leak grows it conversation after conversation; one conversation's own buffers
+    come and go)."""
     from lm.serve import Engine, ServeConfig
     from lm.serve_client import converse
     from lm.serve_http import rss_bytes, running
 
+    rss, p95 = [], []
     with running(Engine(codec, lm, ServeConfig(max_sessions=1))) as srv:
         warm = asyncio.run(converse(srv.url, voice(5, 0), seed=0, chunk=320, realtime=True))
-        r0 = rss_bytes()
-        c = asyncio.run(converse(srv.url, voice(seconds, 1), seed=1, chunk=320, realtime=True))
-        r1 = rss_bytes()
-    assert warm.close_code == 1000 and c.close_code == 1000, (warm.error, c.error)
-    return {"soak_s": seconds, "rss_start_MB": round(r0 / 2**20, 1), "rss_end_MB": round(r1 / 2**20, 1),
-            "e2e_p95_ms": pct(c.latency_ms, 95)}
+        assert warm.close_code == 1000, warm.error
+        rss.append(rss_bytes())
+        for i in range(max(1, round(seconds / 10))):
+            c = asyncio.run(converse(srv.url, voice(10, i + 1), seed=i + 1, chunk=320, realtime=True))
+            assert c.close_code == 1000, c.error
+            p95.append(pct(c.latency_ms, 95))
+            del c
+            rss.append(rss_bytes())
+    return {"soak_s": seconds, "rss_MB": [round(r / 2**20, 1) for r in rss], "e2e_p95_ms": p95}
 
 
 def main() -> int:
@@ -109,7 +116,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--gpu", action="store_true")
-    ap.add_argument("--soak", type=float, default=0.0, help="also: one session for this many seconds, RSS start/end")
+    ap.add_argument("--soak", type=float, default=0.0, help="also: this many seconds of 10 s conversations back to back, RSS after each")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
