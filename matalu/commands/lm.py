@@ -197,13 +197,16 @@ def _serve(args) -> int:
     from lm.serve import Engine, ServeConfig
     from lm.serve_http import ServerOptions, serve_forever
 
+    cfg = ServeConfig(max_sessions=args.max_sessions, temperature=args.temperature, top_k=args.top_k)
+    cfg.validate()
+    if args.send_queue < 1:
+        raise ValueError(f"--send-queue must be at least 1; got {args.send_queue}")
     if args.gpu and not torch.cuda.is_available():
         raise ValueError("--gpu: no CUDA device is visible; drop --gpu to serve on the CPU")
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = "cuda" if args.gpu else "cpu"
     codec, model, tok = _codec_and_lm(args.codec, args.lm, dev)
-    engine = Engine(codec, model, ServeConfig(max_sessions=args.max_sessions, temperature=args.temperature,
-                                              top_k=args.top_k))
+    engine = Engine(codec, model, cfg)
     serve_forever(engine, tok, ServerOptions(host=args.host, port=args.port, send_queue=args.send_queue))
     return 0

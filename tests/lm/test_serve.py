@@ -155,6 +155,17 @@ def test_a_failing_step_ends_its_batch_with_internal_and_the_server_goes_on(pair
     assert "CUDA out of memory (simulated)" in capsys.readouterr().err  # the traceback is in the server's log
 
 
+def test_serve_cli_rejects_bad_settings_in_one_line(runs, capsys):
+    from matalu.cli import main
+
+    codec_run, lm_run = runs
+    for flags, msg in ((["--max-sessions", "0"], "--max-sessions must be at least 1; got 0"),
+                       (["--send-queue", "0"], "--send-queue must be at least 1; got 0")):
+        assert main(["lm", "serve", "--codec", codec_run, "--lm", lm_run, *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert msg in err and len(err.splitlines()) == 1, err
+
+
 async def _raw(url: str, first, then=()) -> tuple[dict | None, int | None]:
     """Send ``first`` (a dict as JSON, or bytes), then ``then``; the server's error and close code."""
     import aiohttp
