@@ -240,6 +240,7 @@ class TalkServer:
                           ("close", CLOSE["internal"])]
             elif done:
                 items += [{"type": "done", "samples": s.received, "frames": s.emitted}, ("close", 1000)]
+                state["done"] = True
             for it in items:
                 if state["failed"]:
                     return
@@ -281,6 +282,9 @@ class TalkServer:
         finally:
             if not session.closed and not (session.ending and not ws.closed):
                 e.close(session)  # the client left mid-utterance: its row is dropped
+        if state.get("done"):  # the reply is complete: let the sender finish its close
+            await asyncio.wait([sender], timeout=self.opts.hello_timeout_s)
+        sender.cancel()  # the client left (or the close hung): nothing more will come for it
         with contextlib.suppress(BaseException):
             await sender
         return ws

@@ -395,7 +395,7 @@ def test_the_page_talks_in_headless_chromium_through_the_cli(runs, tmp_path):
                     t0 = time.monotonic()
                     while time.monotonic() - t0 < 60:
                         n = int(await cdp.js("Number(document.body.dataset.latencyN || 0)"))
-                        if n >= 50:
+                        if n >= 25 and await cdp.js("talk.stats !== null"):  # the server's first stats came
                             break
                         await asyncio.sleep(0.25)
                     status = await cdp.js("document.getElementById('status').textContent")
@@ -420,7 +420,7 @@ def test_the_page_talks_in_headless_chromium_through_the_cli(runs, tmp_path):
         server.stdout.close()
     png = tmp_path / "page.png"
     png.write_bytes(base64.b64decode(shot["data"]))
-    assert n >= 50, (status, n)
+    assert n >= 25, (status, n)
     assert status.startswith("talking (session 1, 50 frames/s"), status
     assert p50.endswith(" ms") and p95.endswith(" ms") and float(p50.split()[0]) <= float(p95.split()[0])
     assert "live)" in rtf and frames >= n
