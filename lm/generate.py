@@ -147,6 +147,8 @@ def _choose(logits: Tensor, state: StreamState, t: int | Tensor, start: int, fil
     if forced is not None:
         return torch.where(live, forced.to(logits.device).long(), fill)
     draw = live if active is None else live & active
+    if temperature <= 0:  # greedy: no generator is drawn from, so the whole batch at once
+        return torch.where(draw, logits.argmax(dim=-1), fill)
     tok = torch.full((b,), fill, dtype=torch.long, device=logits.device)
     for i in draw.nonzero()[:, 0].tolist():
         tok[i] = sample(logits[i:i + 1], temperature, top_k, state.generator[i])[0]
