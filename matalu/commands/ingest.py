@@ -18,6 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sources-dir", help="where recipes download/extract/synthesize (default data/sources)")
     p.add_argument("--texts", help="synthetic source: your own JSONL of {\"q\": ..., \"a\": ...} pairs")
     p.add_argument("--dialogs", type=int, help="synthetic source: number of dialogs")
+    p.add_argument("--voices", action="append", metavar="SPEC",
+                   help="synthetic source: voice pool (repeatable): [N*]espeak[:LANG], [N*]mms:DIR, "
+                        "[N*]command:'PROGRAM ... {out}'; default 2*espeak")
     p.add_argument("--manifest", help="manifest source: CSV/TSV/JSONL listing your audio")
     p.add_argument("--mirror", help="base URL serving the source's published files (e.g. a local mirror of OpenSLR)")
     p.add_argument("--archive", help="the source's archive or copy you already have: a local path, directory or URL (Common Voice, MUCS, IndicTTS, Kathbath, IndicVoices)")
@@ -60,6 +63,8 @@ def run(args) -> int:
                 spec.options["texts"] = str(Path(args.texts).resolve())
             if args.dialogs:
                 spec.options["n_dialogs"] = args.dialogs
+            if args.voices:
+                spec.options["voices"] = [_absolute_mms(v) for v in args.voices]
         if spec.name == "manifest" and args.manifest:
             spec.options["path"] = str(Path(args.manifest).resolve())
     if args.s3_endpoint_url:
@@ -80,6 +85,14 @@ def run(args) -> int:
         print("\nThe run did NOT commit (see messages above); rerun the same command to retry.", file=sys.stderr)
         return 1
     return 0
+
+
+def _absolute_mms(spec: str) -> str:
+    """An ``mms:DIR`` voice spec with DIR made absolute (Ray workers may run elsewhere)."""
+    head, sep, folder = spec.partition("mms:")
+    if sep and not head.replace("*", "").strip("0123456789 ") and folder:
+        return f"{head}mms:{Path(folder).expanduser().resolve()}"
+    return spec
 
 
 def parse_source_flags(args) -> dict:
