@@ -16,7 +16,7 @@ from pipelines.stages.segment import SegmentConfig
 from pipelines.stages.vad import VadConfig
 from storage import StorageOptions
 
-PIPELINE_VERSION = 2  # bump when stage code changes what a unit produces; committed units are then redone
+PIPELINE_VERSION = 3  # bump when stage code changes what a unit produces; committed units are then redone
 
 
 @dataclass
@@ -81,6 +81,7 @@ class IngestConfig:
         if not self.sources:
             raise ValueError("no sources configured")
         self.segment.validate()
+        self.filters.lid.validate()
         self.diarization.model.validate()
 
     def to_dict(self) -> dict:

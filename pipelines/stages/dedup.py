@@ -1,0 +1,256 @@
+"""Duplicate removal across a whole run (docs/DESIGN.md §6, duplicates).
+
+Each unit writes a fingerprint per sample (``parts/<unit>/fingerprints.parquet``, with its other parts): the
+sha256 of the sample's decoded 16-bit PCM (exact duplicates: the same audio in another file or container) and
+spectral-peak *landmarks* (near duplicates: the same clip at another bitrate or level, the same jingle or ad in
+many episodes). After every unit is done, :func:`find_duplicates` walks the samples in run order (unit order, then
+sample id) and keeps the first occurrence; a later sample whose PCM hash equals a kept one's, or that shares a long
+enough matching stretch of landmarks with a kept one, becomes a ``duplicate`` reject naming the kept sample. It is
+a pure function of the committed parts, so a resumed run reaches the same decision.
+
+Landmarks (the method chosen by measurement, benchmarks/RESULTS.md "Quality filters B"): the log-magnitude STFT
+(32 ms window, 16 ms hop, 125 Hz–4 kHz) is reduced to local maxima (±64 ms, ±188 Hz) within ``peak_range_db`` of
+the clip's loudest peak, at most ``peaks_per_s`` per second; each peak is paired with the next ``fanout`` peaks
+up to 640 ms later and ±1.25 kHz away, and the pair (f1, f2 − f1, Δt) is a 20-bit hash at the anchor's time.
+Peaks are where the energy is, so they survive lossy re-encoding (which drops the quiet detail between them) and
+level changes (the peak picking is relative to the clip). Two clips match when many hashes agree at one time
+offset: at least ``min_hits`` agreeing hashes that cover ``min_match_s`` of the later clip (or half of a clip
+shorter than twice that), and at least ``min_hit_rate`` of the later clip's landmarks in that stretch.
+
+What is rejected for a jingle inside longer recordings: the later *segment* that contains a matching stretch,
+whole (its other speech with it). Transcripts never decide: the same sentence read by another speaker is
+different audio and is kept; the same recording twice is the same audio and is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from manifests.rows import Reject, Row
+
+N_FFT, HOP, SR = 512, 256, 16000
+F_LO, F_HI = 4, 128  # bins (31.25 Hz each): 125 Hz .. 4 kHz
+PEAK_T, PEAK_F = 4, 6  # local-maximum neighbourhood, frames / bins either side
+PAIR_DT, PAIR_DF = 40, 40  # target zone: up to 40 frames (640 ms) later, +-40 bins
+
+
+@dataclass
+class DedupConfig:
+    enabled: bool = True
+    near: bool = True  # landmark matching; false keeps exact (same decoded PCM) duplicates only
+    min_match_s: float = 2.0  # a matching stretch this long (or half of a shorter clip) makes a duplicate
+    min_hits: int = 12
+    min_hit_rate: float = 0.08
+    peaks_per_s: int = 20
+    peak_range_db: float = 45.0
+    fanout: int = 4
+    max_refs_per_hash: int = 16  # earlier samples remembered per hash (the first ones kept)
+
+
+@dataclass
+class Fingerprint(Row):
+    """One sample's fingerprint, written with its unit (not merged into a manifest)."""
+
+    TABLE: ClassVar[str] = "fingerprints"
+    sample_id: str
+    recording_id: str
+    source: str
+    duration_s: float
+    pcm_sha256: str
+    hashes: list[int]
+    times: list[int]  # the anchor frame (16 ms) of each hash
+
+    SCHEMA: ClassVar[pa.Schema] = pa.schema([
+        ("sample_id", pa.string()), ("recording_id", pa.string()), ("source", pa.string()),
+        ("duration_s", pa.float64()), ("pcm_sha256", pa.string()), ("hashes", pa.list_(pa.int32())),
+        ("times", pa.list_(pa.int32())),
+    ])
+
+
+def pcm_sha256(audio: np.ndarray) -> str:
+    """sha256 of the audio as 16-bit PCM (what the FLAC holds), channels interleaved."""
+    a = np.atleast_2d(audio)
+    pcm = np.clip(np.round(a.T * 32768.0), -32768, 32767).astype("<i2")
+    return hashlib.sha256(pcm.tobytes()).hexdigest()
+
+
+def _maxfilter(x: np.ndarray, rt: int, rf: int) -> np.ndarray:
+    from numpy.lib.stride_tricks import sliding_window_view as win
+
+    p = np.pad(x, ((rt, rt), (0, 0)), constant_values=-np.inf)
+    m = win(p, 2 * rt + 1, axis=0).max(axis=-1)
+    p = np.pad(m, ((0, 0), (rf, rf)), constant_values=-np.inf)
+    return win(p, 2 * rf + 1, axis=1).max(axis=-1)
+
+
+def peaks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral peaks of 16 kHz mono audio: (frame, bin) arrays sorted by frame then bin."""
+    x = np.asarray(audio, np.float32)
+    if len(x) < N_FFT:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP] * np.hanning(N_FFT).astype(np.float32)
+    spec = np.abs(np.fft.rfft(frames, axis=1))[:, F_LO:F_HI]
+    db = 20 * np.log10(spec + 1e-9)
+    is_peak = (db == _maxfilter(db, PEAK_T, PEAK_F)) & (db >= db.max() - cfg.peak_range_db)
+    t, f = np.nonzero(is_peak)
+    if not len(t):
+        return t, f
+    # at most peaks_per_s per second: the strongest in each second
+    keep = np.zeros(len(t), bool)
+    per_block = max(1, cfg.peaks_per_s)
+    block = t // int(round(SR / HOP))
+    val = db[t, f]
+    for b in np.unique(block):
+        idx = np.nonzero(block == b)[0]
+        keep[idx[np.argsort(-val[idx], kind="stable")[:per_block]]] = True
+    t, f = t[keep], f[keep]
+    order = np.lexsort((f, t))
+    return t[order], f[order]
+
+
+def landmarks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, anchor frames) of 16 kHz mono audio."""
+    t, f = peaks(audio, cfg)
+    hs, ts = [], []
+    for i in range(len(t)):
+        n = 0
+        for j in range(i + 1, len(t)):
+            dt = int(t[j] - t[i])
+            if dt > PAIR_DT:
+                break
+            df = int(f[j] - f[i])
+            if dt < 1 or abs(df) > PAIR_DF:
+                continue
+            hs.append((int(f[i]) << 13) | ((df + 64) << 6) | dt)
+            ts.append(int(t[i]))
+            n += 1
+            if n >= cfg.fanout:
+                break
+    return np.asarray(hs, np.int32), np.asarray(ts, np.int32)
+
+
+def fingerprint(sample_id: str, recording_id: str, source: str, audio: np.ndarray, sr: int,
+                cfg: DedupConfig) -> Fingerprint:
+    """``audio``: [channels, samples] at 16 kHz (a dialog's channels are mixed for the landmarks)."""
+    if sr != SR:
+        raise ValueError(f"fingerprints are taken at {SR} Hz, got {sr} Hz audio")
+    a = np.atleast_2d(audio)
+    h, t = landmarks(a.mean(axis=0), cfg) if cfg.near else (np.zeros(0, np.int32), np.zeros(0, np.int32))
+    return Fingerprint(sample_id=sample_id, recording_id=recording_id, source=source,
+                       duration_s=round(a.shape[-1] / sr, 4), pcm_sha256=pcm_sha256(a), hashes=h.tolist(),
+                       times=t.tolist())
+
+
+@dataclass
+class Match:
+    kept: int  # index of the kept fingerprint
+    hits: int
+    offset_frames: int
+    span_s: float
+
+
+def best_match(fp: Fingerprint, refs: dict[int, list[tuple[int, int]]], durations: list[float],
+               cfg: DedupConfig) -> Match | None:
+    """The earliest kept sample that ``fp`` shares a long enough matching stretch with, or None."""
+    if not fp.hashes:
+        return None
+    votes: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for h, t in zip(fp.hashes, fp.times):
+        for ref, rt in refs.get(h, ()):
+            votes[(ref, t - rt)].append(t)
+    if not votes:
+        return None
+    times = np.asarray(fp.times)
+    by_ref: dict[int, Match] = {}
+    for (ref, off), ts in votes.items():
+        # an offset's neighbours (+-1 frame: STFT framing of a re-encoded copy) count with it
+        hit = sorted(set(ts + votes.get((ref, off - 1), []) + votes.get((ref, off + 1), [])))
+        if len(hit) < cfg.min_hits:
+            continue
+        lo, hi = hit[0], hit[-1]
+        span = (hi - lo + 1) * HOP / SR
+        need = min(cfg.min_match_s, 0.5 * min(fp.duration_s, durations[ref]))
+        inside = int(((times >= lo) & (times <= hi)).sum())
+        if span + 1e-9 < need or len(hit) < cfg.min_hit_rate * inside:
+            continue
+        m = Match(ref, len(hit), off, round(span, 2))
+        if ref not in by_ref or m.hits > by_ref[ref].hits:
+            by_ref[ref] = m
+    return by_ref[min(by_ref)] if by_ref else None
+
+
+def find_duplicates(fps: list[Fingerprint], cfg: DedupConfig) -> list[Reject]:
+    """``fps`` in run order (unit order, then sample id); a ``duplicate`` reject for each sample whose audio is an
+    earlier kept sample's (first occurrence kept)."""
+    if not cfg.enabled:
+        return []
+    exact: dict[str, int] = {}
+    refs: dict[int, list[tuple[int, int]]] = {}
+    n_refs: dict[int, int] = defaultdict(int)
+    durations: list[float] = []
+    kept_ids: list[str] = []
+    out: list[Reject] = []
+    for fp in fps:
+        detail = ""
+        if fp.pcm_sha256 in exact:
+            detail = f"exact duplicate of {kept_ids[exact[fp.pcm_sha256]]} (the same decoded audio)"
+        elif cfg.near:
+            m = best_match(fp, refs, durations, cfg)
+            if m is not None:
+                detail = (f"near duplicate of {kept_ids[m.kept]}: {m.span_s:.1f} s of matching audio "
+                          f"({m.hits} landmark hits at offset {m.offset_frames * HOP / SR:+.2f} s)")
+        if detail:
+            out.append(Reject(item=fp.sample_id, stage="dedup", reason="duplicate", detail=detail, source=fp.source,
+                              recording_id=fp.recording_id, seconds=fp.duration_s))
+            continue
+        k = len(kept_ids)
+        kept_ids.append(fp.sample_id)
+        durations.append(fp.duration_s)
+        exact[fp.pcm_sha256] = k
+        for h, t in zip(fp.hashes, fp.times):
+            lst = refs.setdefault(h, [])
+            if lst and lst[-1][0] != k and n_refs[h] >= cfg.max_refs_per_hash:
+                continue  # a common hash: the first kept samples that have it are enough
+            if not lst or lst[-1][0] != k:
+                n_refs[h] += 1
+            lst.append((k, t))
+    return out
+
+
+def dedup_run(root: str, unit_ids: list[str], cfg: DedupConfig) -> int:
+    """The run-level step after the merge: read the units' fingerprints (in ``unit_ids`` order), find the
+    duplicates, and move them from ``manifests/samples.parquet`` to ``manifests/rejects.parquet``. Returns how many.
+
+    The merged tables are rewritten from the parts at every merge, so this runs on fresh tables each time and its
+    result depends only on the committed parts (resume-safe, deterministic)."""
+    import pyarrow.compute as pc
+
+    import storage
+    from jobs.runner import parts_uri
+    from manifests.io import concat_tables, manifest_uri, read_rows, read_table, table_bytes, to_table
+    from manifests.rows import Sample
+
+    if not cfg.enabled:
+        return 0
+    fps: list[Fingerprint] = []
+    for u in unit_ids:
+        part = storage.join(parts_uri(root, u), f"{Fingerprint.TABLE}.parquet")
+        if storage.exists(part):
+            fps += sorted(read_rows(part, Fingerprint), key=lambda f: f.sample_id)
+    dups = find_duplicates(fps, cfg)
+    if not dups:
+        return 0
+    gone = pa.array([r.item for r in dups], pa.string())
+    samples = read_table(manifest_uri(root, "samples"), Sample)
+    keep = pc.invert(pc.is_in(samples.column("sample_id"), value_set=gone))
+    storage.write_bytes(manifest_uri(root, "samples"), table_bytes(samples.filter(keep)))
+    rejects = read_table(manifest_uri(root, "rejects"), Reject)
+    storage.write_bytes(manifest_uri(root, "rejects"),
+                        table_bytes(concat_tables([rejects, to_table(dups, Reject)], Reject)))
+    return len(dups)
