@@ -100,8 +100,11 @@ def part_text() -> dict:
     lid = TextLid(LidConfig())
     score("py3langid (candidates)", lambda t: lid.identify(t)[0])
     score("matalu rule (script share + py3langid)", lambda t: lid.judge(t).language)
-    try:
-        from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+    try:  # the comparison only: lingua is not a project dependency (pip install lingua-language-detector to run it)
+        import importlib
+
+        lingua = importlib.import_module("lingua")
+        IsoCode639_1, Language, LanguageDetectorBuilder = lingua.IsoCode639_1, lingua.Language, lingua.LanguageDetectorBuilder
 
         langs = []
         for c in cand:
@@ -162,7 +165,7 @@ def hk_match(a: np.ndarray, b: np.ndarray, min_frames: int, max_ber: float = 0.3
     return False
 
 
-def part_dedup(n_clips: int = 10) -> dict:
+def part_dedup(n_clips: int = 10, alt: bool = True) -> dict:
     from pipelines.sources.synthetic import speak
     from pipelines.stages.dedup import DedupConfig, find_duplicates, fingerprint
     from storage.audio import resample
@@ -205,7 +208,7 @@ def part_dedup(n_clips: int = 10) -> dict:
 
     # ours: landmarks through find_duplicates (run order = list order)
     t0 = time.perf_counter()
-    fps = [fingerprint(n, n, "b", x[None], 16000, cfg) for n, x, _ in clips]
+    fps = [fingerprint(n, "mono", n, "b", x[None], 16000, cfg) for n, x, _ in clips]
     t_fp = time.perf_counter() - t0
     t0 = time.perf_counter()
     found = {r.item: r.detail for r in find_duplicates(fps, cfg)}
@@ -213,6 +216,9 @@ def part_dedup(n_clips: int = 10) -> dict:
     audio_s = sum(len(x) for _, x, _ in clips) / 16000
     out["landmarks"] = _pr(found, truth) | {"fingerprint_x_realtime": round(audio_s / t_fp), "match_s": round(t_match, 3)}
 
+    out["landmarks"]["landmarks_per_s"] = round(sum(len(f.hashes) for f in fps) / audio_s, 1)
+    if not alt:
+        return out
     # alternative: Haitsma-Kalker bits, best alignment BER over min_match_s, each clip against every earlier kept one
     t0 = time.perf_counter()
     bits = [hk_bits(x) for _, x, _ in clips]
@@ -326,11 +332,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", default="all", choices=["text", "dedup", "goals", "all"])
     ap.add_argument("--json")
+    ap.add_argument("--no-alt", action="store_true", help="dedup: landmarks only (the alternative's matching is slow)")
     a = ap.parse_args()
     out = {}
     for name, fn in (("text", part_text), ("dedup", part_dedup), ("goals", part_goals)):
         if a.part in (name, "all"):
-            out[name] = fn()
+            out[name] = fn(alt=not a.no_alt) if name == "dedup" else fn()
             print(json.dumps({name: out[name]}, indent=1, ensure_ascii=False), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1, ensure_ascii=False))

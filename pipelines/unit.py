@@ -144,7 +144,7 @@ class UnitProcessor:
                         if not self._language_ok(rec, smp, audio, rejecter("segment")):
                             continue
                         if cfg.filters.dedup.enabled:
-                            fps.append(fingerprint(smp.sample_id, rec.recording_id, rec.source, audio,
+                            fps.append(fingerprint(smp.sample_id, kind, rec.recording_id, rec.source, audio,
                                                    cfg.sample_rate, cfg.filters.dedup))
                         flac = encode_flac(audio, cfg.sample_rate, cfg.shards.flac_compression)
                         smp.sha256 = storage.sha256_bytes(flac)

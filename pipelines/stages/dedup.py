@@ -10,7 +10,7 @@ a pure function of the committed parts, so a resumed run reaches the same decisi
 
 Landmarks (the method chosen by measurement, benchmarks/RESULTS.md "Quality filters B"): the log-magnitude STFT
 (32 ms window, 16 ms hop, 125 Hz–4 kHz) is reduced to local maxima (±64 ms, ±188 Hz) within ``peak_range_db`` of
-the clip's loudest peak, at most ``peaks_per_s`` per second; each peak is paired with the next ``fanout`` peaks
+the clip's loudest peak (no per-second cap: one would depend on where a clip starts); each peak is paired with the next ``fanout`` peaks
 up to 640 ms later and ±1.25 kHz away, and the pair (f1, f2 − f1, Δt) is a 20-bit hash at the anchor's time.
 Peaks are where the energy is, so they survive lossy re-encoding (which drops the quiet detail between them) and
 level changes (the peak picking is relative to the clip). Two clips match when many hashes agree at one time
@@ -47,7 +47,6 @@ class DedupConfig:
     min_match_s: float = 2.0  # a matching stretch this long (or half of a shorter clip) makes a duplicate
     min_hits: int = 12
     min_hit_rate: float = 0.08
-    peaks_per_s: int = 20
     peak_range_db: float = 45.0
     fanout: int = 4
     max_refs_per_hash: int = 16  # earlier samples remembered per hash (the first ones kept)
@@ -59,6 +58,7 @@ class Fingerprint(Row):
 
     TABLE: ClassVar[str] = "fingerprints"
     sample_id: str
+    kind: str  # mono | dialog: compared only with samples of the same kind (a dialog window holds its mono turns)
     recording_id: str
     source: str
     duration_s: float
@@ -67,7 +67,7 @@ class Fingerprint(Row):
     times: list[int]  # the anchor frame (16 ms) of each hash
 
     SCHEMA: ClassVar[pa.Schema] = pa.schema([
-        ("sample_id", pa.string()), ("recording_id", pa.string()), ("source", pa.string()),
+        ("sample_id", pa.string()), ("kind", pa.string()), ("recording_id", pa.string()), ("source", pa.string()),
         ("duration_s", pa.float64()), ("pcm_sha256", pa.string()), ("hashes", pa.list_(pa.int32())),
         ("times", pa.list_(pa.int32())),
     ])
@@ -99,17 +99,6 @@ def peaks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
     db = 20 * np.log10(spec + 1e-9)
     is_peak = (db == _maxfilter(db, PEAK_T, PEAK_F)) & (db >= db.max() - cfg.peak_range_db)
     t, f = np.nonzero(is_peak)
-    if not len(t):
-        return t, f
-    # at most peaks_per_s per second: the strongest in each second
-    keep = np.zeros(len(t), bool)
-    per_block = max(1, cfg.peaks_per_s)
-    block = t // int(round(SR / HOP))
-    val = db[t, f]
-    for b in np.unique(block):
-        idx = np.nonzero(block == b)[0]
-        keep[idx[np.argsort(-val[idx], kind="stable")[:per_block]]] = True
-    t, f = t[keep], f[keep]
     order = np.lexsort((f, t))
     return t[order], f[order]
 
@@ -135,14 +124,14 @@ def landmarks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarr
     return np.asarray(hs, np.int32), np.asarray(ts, np.int32)
 
 
-def fingerprint(sample_id: str, recording_id: str, source: str, audio: np.ndarray, sr: int,
+def fingerprint(sample_id: str, kind: str, recording_id: str, source: str, audio: np.ndarray, sr: int,
                 cfg: DedupConfig) -> Fingerprint:
     """``audio``: [channels, samples] at 16 kHz (a dialog's channels are mixed for the landmarks)."""
     if sr != SR:
         raise ValueError(f"fingerprints are taken at {SR} Hz, got {sr} Hz audio")
     a = np.atleast_2d(audio)
     h, t = landmarks(a.mean(axis=0), cfg) if cfg.near else (np.zeros(0, np.int32), np.zeros(0, np.int32))
-    return Fingerprint(sample_id=sample_id, recording_id=recording_id, source=source,
+    return Fingerprint(sample_id=sample_id, kind=kind, recording_id=recording_id, source=source,
                        duration_s=round(a.shape[-1] / sr, 4), pcm_sha256=pcm_sha256(a), hashes=h.tolist(),
                        times=t.tolist())
 
@@ -160,20 +149,22 @@ def best_match(fp: Fingerprint, refs: dict[int, list[tuple[int, int]]], duration
     """The earliest kept sample that ``fp`` shares a long enough matching stretch with, or None."""
     if not fp.hashes:
         return None
-    votes: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for h, t in zip(fp.hashes, fp.times):
+    votes: dict[tuple[int, int], list[int]] = defaultdict(list)  # (kept sample, offset) -> this clip's landmarks
+    for i, (h, t) in enumerate(zip(fp.hashes, fp.times)):
         for ref, rt in refs.get(h, ()):
-            votes[(ref, t - rt)].append(t)
+            votes[(ref, t - rt)].append(i)
     if not votes:
         return None
     times = np.asarray(fp.times)
     by_ref: dict[int, Match] = {}
-    for (ref, off), ts in votes.items():
-        # an offset's neighbours (+-1 frame: STFT framing of a re-encoded copy) count with it
-        hit = sorted(set(ts + votes.get((ref, off - 1), []) + votes.get((ref, off + 1), [])))
+    for (ref, off), ids in votes.items():
+        if len(ids) * 3 < cfg.min_hits:
+            continue
+        # an offset's neighbours (+-1 frame: STFT framing of a re-encoded copy) count with it; each landmark once
+        hit = sorted(set(ids + votes.get((ref, off - 1), []) + votes.get((ref, off + 1), [])))
         if len(hit) < cfg.min_hits:
             continue
-        lo, hi = hit[0], hit[-1]
+        lo, hi = int(times[hit].min()), int(times[hit].max())
         span = (hi - lo + 1) * HOP / SR
         need = min(cfg.min_match_s, 0.5 * min(fp.duration_s, durations[ref]))
         inside = int(((times >= lo) & (times <= hi)).sum())
@@ -187,9 +178,18 @@ def best_match(fp: Fingerprint, refs: dict[int, list[tuple[int, int]]], duration
 
 def find_duplicates(fps: list[Fingerprint], cfg: DedupConfig) -> list[Reject]:
     """``fps`` in run order (unit order, then sample id); a ``duplicate`` reject for each sample whose audio is an
-    earlier kept sample's (first occurrence kept)."""
+    earlier kept sample's of the same kind (first occurrence kept). Mono samples and dialog windows are compared
+    apart: a dialog window is cut from the same audio as its recording's mono utterances, by design."""
     if not cfg.enabled:
         return []
+    out: list[Reject] = []
+    for kind in sorted({f.kind for f in fps}):
+        out += _find_duplicates([f for f in fps if f.kind == kind], cfg)
+    order = {f.sample_id: i for i, f in enumerate(fps)}
+    return sorted(out, key=lambda r: order[r.item])
+
+
+def _find_duplicates(fps: list[Fingerprint], cfg: DedupConfig) -> list[Reject]:
     exact: dict[str, int] = {}
     refs: dict[int, list[tuple[int, int]]] = {}
     n_refs: dict[int, int] = defaultdict(int)

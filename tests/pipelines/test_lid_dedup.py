@@ -110,7 +110,7 @@ def test_fingerprints_find_a_reencoded_copy_not_another_reading(tmp_path):
     a, b = telugu_speech(TE[0]), telugu_speech(TE[1])
     other_voice = telugu_speech(TE[0], voice="te+f3")  # the same sentence by another speaker
     mp3 = _read(write_as(tmp_path / "a.mp3", 0.5 * a, 16000))  # another codec and bitrate, 6 dB quieter
-    fps = [fingerprint(n, n, "t", x[None] if x.ndim == 1 else x, 16000, cfg)
+    fps = [fingerprint(n, "mono", n, "t", x[None] if x.ndim == 1 else x, 16000, cfg)
            for n, x in (("a", a), ("b", b), ("other", other_voice), ("a_mp3", mp3), ("a_again", a))]
     dups = {r.item: r.detail for r in find_duplicates(fps, cfg)}
     assert set(dups) == {"a_mp3", "a_again"}, dups
@@ -187,6 +187,15 @@ def test_run_level_duplicates_and_language(tmp_path, ray_session):
     assert {s.recording_id for s in samples} >= {"r0", "r3", "r4"}  # the same sentence by another voice is kept
     assert all(s.language == "te" and s.lid_score > 0.5 for s in samples if s.text)
     assert res.counts["duplicates"] == len(dups) and res.counts["samples"] == len(samples)
+    # the encode job reads the shards, which still hold the duplicates: it encodes only what the manifests list
+    from manifests.licenses import license_filter
+    from pipelines.encode import CodecInfo, read_unit
+    from pipelines.encode import make_units as encode_units
+
+    info = CodecInfo("test-codec", 16000, 50.0, 8, 1024, 320, 1)
+    read = [read_unit(u, info, license_filter([])) for u in encode_units(cfg.out, info.codec_id)]
+    assert {k for ua in read for k, _, _ in ua.items} == {s.sample_id for s in samples}
+    assert {r.item for ua in read for r in ua.rejects} == set(dups)
     # a rerun reaches the same decision (resume: nothing to do, the manifests unchanged)
     again = run_ingest(cfg, progress=False, say=lambda s: None)
     assert again.noop and read_rows(manifest_uri(cfg.out, "rejects"), Reject) == rejects
