@@ -217,6 +217,7 @@ def part_dedup(n_clips: int = 10, alt: bool = True) -> dict:
     out["landmarks"] = _pr(found, truth) | {"fingerprint_x_realtime": round(audio_s / t_fp), "match_s": round(t_match, 3)}
 
     out["landmarks"]["landmarks_per_s"] = round(sum(len(f.hashes) for f in fps) / audio_s, 1)
+    out["landmarks"]["found"] = found
     if not alt:
         return out
     # alternative: Haitsma-Kalker bits, best alignment BER over min_match_s, each clip against every earlier kept one

@@ -35,6 +35,7 @@ import pyarrow as pa
 from manifests.rows import Reject, Row
 
 N_FFT, HOP, SR = 512, 256, 16000
+TICK = HOP // 2  # landmark times are in 8 ms ticks: the frame grid at two phases, 0 and half a hop
 F_LO, F_HI = 4, 128  # bins (31.25 Hz each): 125 Hz .. 4 kHz
 PEAK_T, PEAK_F = 4, 6  # local-maximum neighbourhood, frames / bins either side
 PAIR_DT, PAIR_DF = 40, 40  # target zone: up to 40 frames (640 ms) later, +-40 bins
@@ -45,8 +46,8 @@ class DedupConfig:
     enabled: bool = True
     near: bool = True  # landmark matching; false keeps exact (same decoded PCM) duplicates only
     min_match_s: float = 2.0  # a matching stretch this long (or half of a shorter clip) makes a duplicate
-    min_hits: int = 12
-    min_hit_rate: float = 0.08
+    min_hits: int = 20
+    min_hit_rate: float = 0.35  # re-encodes and jingles: 44-88%; the same sentence at another espeak pitch: <= 26%
     peak_range_db: float = 45.0
     fanout: int = 4
     max_refs_per_hash: int = 16  # earlier samples remembered per hash (the first ones kept)
@@ -64,7 +65,7 @@ class Fingerprint(Row):
     duration_s: float
     pcm_sha256: str
     hashes: list[int]
-    times: list[int]  # the anchor frame (16 ms) of each hash
+    times: list[int]  # the anchor's time in ticks (8 ms)
 
     SCHEMA: ClassVar[pa.Schema] = pa.schema([
         ("sample_id", pa.string()), ("kind", pa.string()), ("recording_id", pa.string()), ("source", pa.string()),
@@ -130,7 +131,13 @@ def fingerprint(sample_id: str, kind: str, recording_id: str, source: str, audio
     if sr != SR:
         raise ValueError(f"fingerprints are taken at {SR} Hz, got {sr} Hz audio")
     a = np.atleast_2d(audio)
-    h, t = landmarks(a.mean(axis=0), cfg) if cfg.near else (np.zeros(0, np.int32), np.zeros(0, np.int32))
+    h, t = np.zeros(0, np.int32), np.zeros(0, np.int32)
+    if cfg.near:  # the STFT grid at two phases, so a copy that starts mid-frame still meets one of them closely
+        mono = a.mean(axis=0)
+        (h0, t0), (h1, t1) = landmarks(mono, cfg), landmarks(mono[TICK:], cfg)
+        h, t = np.concatenate([h0, h1]), np.concatenate([2 * t0, 2 * t1 + 1]).astype(np.int32)
+        order = np.argsort(t, kind="stable")
+        h, t = h[order], t[order]
     return Fingerprint(sample_id=sample_id, kind=kind, recording_id=recording_id, source=source,
                        duration_s=round(a.shape[-1] / sr, 4), pcm_sha256=pcm_sha256(a), hashes=h.tolist(),
                        times=t.tolist())
@@ -140,8 +147,9 @@ def fingerprint(sample_id: str, kind: str, recording_id: str, source: str, audio
 class Match:
     kept: int  # index of the kept fingerprint
     hits: int
-    offset_frames: int
+    offset_ticks: int
     span_s: float
+    rate: float  # hits / the later clip's landmarks in the matching stretch
 
 
 def best_match(fp: Fingerprint, refs: dict[int, list[tuple[int, int]]], durations: list[float],
@@ -158,19 +166,19 @@ def best_match(fp: Fingerprint, refs: dict[int, list[tuple[int, int]]], duration
     times = np.asarray(fp.times)
     by_ref: dict[int, Match] = {}
     for (ref, off), ids in votes.items():
-        if len(ids) * 3 < cfg.min_hits:
+        if len(ids) * 5 < cfg.min_hits:
             continue
-        # an offset's neighbours (+-1 frame: STFT framing of a re-encoded copy) count with it; each landmark once
-        hit = sorted(set(ids + votes.get((ref, off - 1), []) + votes.get((ref, off + 1), [])))
+        # an offset's neighbours (+-2 ticks: the grids' phases, codec delay) count with it; each landmark once
+        hit = sorted(set(ids).union(*(votes.get((ref, off + d), []) for d in (-2, -1, 1, 2))))
         if len(hit) < cfg.min_hits:
             continue
         lo, hi = int(times[hit].min()), int(times[hit].max())
-        span = (hi - lo + 1) * HOP / SR
+        span = (hi - lo + 1) * TICK / SR
         need = min(cfg.min_match_s, 0.5 * min(fp.duration_s, durations[ref]))
         inside = int(((times >= lo) & (times <= hi)).sum())
         if span + 1e-9 < need or len(hit) < cfg.min_hit_rate * inside:
             continue
-        m = Match(ref, len(hit), off, round(span, 2))
+        m = Match(ref, len(hit), off, round(span, 2), round(len(hit) / max(inside, 1), 3))
         if ref not in by_ref or m.hits > by_ref[ref].hits:
             by_ref[ref] = m
     return by_ref[min(by_ref)] if by_ref else None
@@ -204,7 +212,8 @@ def _find_duplicates(fps: list[Fingerprint], cfg: DedupConfig) -> list[Reject]:
             m = best_match(fp, refs, durations, cfg)
             if m is not None:
                 detail = (f"near duplicate of {kept_ids[m.kept]}: {m.span_s:.1f} s of matching audio "
-                          f"({m.hits} landmark hits at offset {m.offset_frames * HOP / SR:+.2f} s)")
+                          f"({m.hits} landmark hits, {100 * m.rate:.0f}% of its landmarks there, at offset "
+                          f"{m.offset_ticks * TICK / SR:+.2f} s)")
         if detail:
             out.append(Reject(item=fp.sample_id, stage="dedup", reason="duplicate", detail=detail, source=fp.source,
                               recording_id=fp.recording_id, seconds=fp.duration_s))
