@@ -7,7 +7,7 @@ Three measurements (benchmarks/RESULTS.md, "Quality filters B"):
   the candidates it knows), when installed.
 * ``--part dedup``: precision/recall of two near-duplicate fingerprints on constructed cases: espeak-ng Telugu clips
   re-encoded (mp3 32/64 kbps, opus 24 kbps) at another level, a jingle inserted after the speech of other clips;
-  against the same sentence by other voices and other sentences. Methods: spectral-peak landmarks (ours,
+  against the same sentence by other voices or by the same voice at another pitch, and other sentences. Methods: spectral-peak landmarks (ours,
   pipelines/stages/dedup.py) and a binarised band-energy-difference fingerprint (Haitsma-Kalker style, 32 bits per
   16 ms frame, the best alignment's bit error rate over ``min_match_s``).
 * ``--part goals``: a real ingest run (manifest source, local Ray) over a set mixed from Telugu (espeak ``te``
@@ -199,6 +199,9 @@ def part_dedup(n_clips: int = 10, alt: bool = True) -> dict:
     # the same sentence by other voices (not duplicates)
     for i in range(n_clips):
         clips.append((f"c{i}_f3", say(texts[2 * i + 1], "te+f3", 65), ""))
+    # the same sentence by the same voice at another pitch (the hard negative: a second take, not a copy)
+    for i in range(0, n_clips, 2):
+        clips.append((f"c{i}_pitch40", say(texts[2 * i + 1], "te", 40), ""))
     # a jingle after other speech: the first one is the original, the others copy it
     for i in range(4):
         clips.append((f"j{i}", np.concatenate([say(texts[40 + 2 * i]), np.zeros(8000, np.float32), jingle]),

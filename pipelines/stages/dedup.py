@@ -12,6 +12,8 @@ Landmarks (the method chosen by measurement, benchmarks/RESULTS.md "Quality filt
 (32 ms window, 16 ms hop, 125 Hz–4 kHz) is reduced to local maxima (±64 ms, ±188 Hz) within ``peak_range_db`` of
 the clip's loudest peak (no per-second cap: one would depend on where a clip starts); each peak is paired with the next ``fanout`` peaks
 up to 640 ms later and ±1.25 kHz away, and the pair (f1, f2 − f1, Δt) is a 20-bit hash at the anchor's time.
+This is done on two STFT grids half a hop apart (times in 8 ms ticks): a copy that starts mid-frame (a jingle
+inserted anywhere) meets one of them within 4 ms, where one grid alone kept only ~20% of its peaks.
 Peaks are where the energy is, so they survive lossy re-encoding (which drops the quiet detail between them) and
 level changes (the peak picking is relative to the clip). Two clips match when many hashes agree at one time
 offset: at least ``min_hits`` agreeing hashes that cover ``min_match_s`` of the later clip (or half of a clip
