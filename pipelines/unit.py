@@ -230,9 +230,10 @@ class UnitProcessor:
         return {"mono": m, "dialog": d}
 
     def _language_ok(self, rec: Recording, smp: Sample, audio: np.ndarray, reject) -> bool:
-        """Language ID of one sample (its transcript, else its audio when --lid is given): a sample in another
-        language becomes a ``wrong_language`` reject; a kept one carries ``language`` and ``lid_score``."""
-        v = self.lid.judge(smp.text, audio, self.cfg.sample_rate)
+        """Language ID of one sample (its transcript, else its recording's when the recording was cut into several
+        samples, else its audio when --lid is given): a sample in another language becomes a ``wrong_language``
+        reject; a kept one carries ``language`` and ``lid_score``."""
+        v = self.lid.judge(smp.text or rec.text, audio, self.cfg.sample_rate)
         if v is None:
             return True
         if not v.ok:
