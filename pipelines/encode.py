@@ -23,7 +23,8 @@
   ``samples`` rows are :class:`manifests.rows.Sample` with ``codec_id`` set and ``shard`` = the token shard;
   ``shards`` rows have ``kind="tokens"``. ``--exclude-license GLOB`` leaves out samples whose licence matches
   (as ingestion does for recordings): each is a ``rejects`` row (stage ``encode``, reason ``license_excluded``),
-  so segment samples = token samples + rejects.
+  so segment samples = token samples + rejects. A shard member the ingest's ``samples`` manifest no longer lists
+  (a duplicate the run-level step rejected after its unit wrote the shard) is a reject too (``not_in_samples``).
 
 Frame rule: a clip of ``n`` samples gives ``ceil(n / hop)`` frames, ``hop = sample_rate / frame_rate``; the
 segment JSON's ``duration_s`` is ``n / 16000`` rounded to 4 decimals, so frames = ceil(duration_s × frame_rate).
