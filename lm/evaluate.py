@@ -54,14 +54,14 @@ def render(res: dict[str, dict]) -> str:
 
 
 def evaluate(run: str, data: str, *, split: str = "all", batch_size: int = 4, max_batches: int = 0,
-             device: str = "cpu", val_fraction: float | None = None) -> dict:
-    """Load the run's latest checkpoint and score it on ``data`` (one pass; ``split`` all | val | train, the val
-    split being the run's own held-out samples)."""
+             device: str = "cpu", val_fraction: float | None = None, loaded: tuple | None = None) -> dict:
+    """Load the run's latest checkpoint (or take ``loaded``, what :func:`lm.checkpoint.load_lm` returned) and score
+    it on ``data`` (one pass; ``split`` all | val | train, the val split being the run's own held-out samples)."""
     from lm.checkpoint import load_lm
     from lm.data import PackedStream, probe, token_shards
     from lm.text import TextAligner
 
-    model, cfg, tok, meta = load_lm(run, device)
+    model, cfg, tok, meta = loaded if loaded is not None else load_lm(run, device)
     shards = token_shards(data)
     info = probe(shards)
     if (info.num_codebooks, info.codebook_size) != (cfg.Q, cfg.K):
@@ -84,4 +84,4 @@ def evaluate(run: str, data: str, *, split: str = "all", batch_size: int = 4, ma
 
 
 def write_json(res: dict, uri: str) -> None:
-    storage.write_text(uri, json.dumps(res, indent=2) + "\n")
+    storage.write_text(uri, json.dumps(res, indent=2, ensure_ascii=False) + "\n")

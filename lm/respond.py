@@ -47,9 +47,10 @@ def check_pair(codec: Any, model: AudioLM) -> None:
 @torch.inference_mode()
 def respond(audio_in: Any, codec: Any, model: AudioLM, *, temperature: float = 0.8, top_k: int = 250,
             text_temperature: float = 0.7, text_top_k: int = 25, seed: int = 0,
-            text_out: list[int] | None = None) -> np.ndarray:
+            text_out: list[int] | None = None, codes_out: list[torch.Tensor] | None = None) -> np.ndarray:
     """``audio_in`` 16 kHz mono ``[n]`` / ``[1, n]`` -> float32 ``[2, n]``: channel 0 system, channel 1 the input.
-    ``text_out``, when given, receives the system's text tokens (one per frame; models with a text stream)."""
+    ``text_out``, when given, receives the system's text tokens (one per frame; models with a text stream);
+    ``codes_out`` the system's codes (one CPU ``[1, Q]`` tensor per frame, the frames channel 0 is decoded from)."""
     check_pair(codec, model)
     model.eval()
     user = _mono(audio_in)
@@ -72,6 +73,8 @@ def respond(audio_in: Any, codec: Any, model: AudioLM, *, temperature: float = 0
             return
         if text_out is not None and text is not None:
             text_out.append(int(text[0]))
+        if codes_out is not None:
+            codes_out.append(codes.cpu())
         if streaming:
             y, dec = codec.decode_step(codes[..., None], dec)
             out.append(y.reshape(-1).float().cpu())

@@ -25,7 +25,7 @@ from jobs.cluster import RESOURCES_ENV, ClusterError, parse_resources
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Options whose values are paths (or URIs) in the matalu subcommands.
 PATH_OPTIONS = ("--out", "--config", "--sources-dir", "--texts", "--to", "--archive", "--manifest", "--segments",
-                "--codec", "--data", "--json", "--torchscript", "--tokenizer", "--lm")
+                "--codec", "--data", "--json", "--torchscript", "--tokenizer", "--lm", "--dialogs", "--asr")
 EXCLUDES = ["/.venv", "/data", "/benchmarks/out", "__pycache__", ".pytest_cache", "*.egg-info"]  # gitignore syntax: "/x" = top level only
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 

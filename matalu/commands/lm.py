@@ -1,5 +1,5 @@
 """`matalu lm train | tokenizer | eval | respond`: the audio LM over token shards (Ray Train), its text tokenizer,
-its loss per stream, and a spoken reply to a WAV."""
+its loss per stream and conversation metrics on held-out dialogs, and a spoken reply to a WAV."""
 
 from __future__ import annotations
 
@@ -35,11 +35,23 @@ def add_parser(sub) -> None:
     k.add_argument("--out", default="data/tokenizer", help="folder for tokenizer.model + tokenizer.json")
     k.add_argument("--vocab", type=int, default=4000, help="vocabulary size (an upper bound on small corpora)")
 
-    e = lsub.add_parser("eval", help="loss and perplexity per stream and codebook")
+    e = lsub.add_parser("eval", help="loss and perplexity per stream and codebook (--data); conversation metrics "
+                                     "of generated replies to held-out dialogs (--dialogs)")
     e.add_argument("--lm", required=True, help="a training output (its latest checkpoint) or a checkpoint folder")
-    e.add_argument("--data", required=True, help="token shards")
+    e.add_argument("--data", help="token shards: the loss table")
+    e.add_argument("--dialogs", metavar="HELD_OUT_URI",
+                   help="an ingest output (segment shards) with held-out dialog windows: answer each one's user "
+                        "channel and measure turn-taking, reply length, silence/babble, codec re-encode consistency")
+    e.add_argument("--codec", help="with --dialogs: the codec the LM's tokens came from (checkpoint, .ts, …)")
+    e.add_argument("--max-dialogs", type=int, default=32, help="answer at most this many dialogs (0: all)")
+    e.add_argument("--asr", metavar="DIR", help="with --dialogs: a local transformers CTC or Whisper model folder; "
+                                                "adds the character error rate of the answers")
+    e.add_argument("--seed", type=int, default=0, help="dialog i is answered with seed SEED + i")
+    e.add_argument("--temperature", type=float, default=0.8)
+    e.add_argument("--top-k", type=int, default=250)
     e.add_argument("--split", choices=["all", "val", "train"], default="all",
-                   help="val/train: the run's own held-out split of these shards (by sample id); all: every sample")
+                   help="val/train: the run's own held-out split of these shards/dialogs (by sample id); all: every "
+                        "sample")
     e.add_argument("--batch-size", type=int, default=4)
     e.add_argument("--max-batches", type=int, default=0, help="stop after this many batches (0: one full pass)")
     e.add_argument("--device", default=None)
@@ -124,27 +136,89 @@ def _tokenizer(args) -> int:
 
 
 def _eval(args) -> int:
+    from lm.checkpoint import load_lm
     from lm.evaluate import evaluate, render, write_json
 
-    res = evaluate(args.lm, args.data, split=args.split, batch_size=args.batch_size, max_batches=args.max_batches,
-                   device=_device(args.device))
+    if not args.data and not args.dialogs:
+        raise ValueError("nothing to evaluate: pass --data TOKENS (the loss table) and/or --dialogs HELD_OUT_URI "
+                         "(conversation metrics)")
+    if args.dialogs and not args.codec:
+        raise ValueError("--dialogs needs --codec CODEC: the codec the LM's tokens came from (it encodes the user's "
+                         "audio and decodes the replies)")
+    dev = _device(args.device)
+    loaded = load_lm(args.lm, dev)
+    meta = loaded[3]
+    res: dict = {"run": args.lm, "checkpoint": meta.get("checkpoint"), "step": meta.get("step")}
+    if args.data:
+        res = evaluate(args.lm, args.data, split=args.split, batch_size=args.batch_size,
+                       max_batches=args.max_batches, device=dev, loaded=loaded)
+    if args.dialogs:
+        res["dialogs_uri"] = args.dialogs
+        res["conversation"] = _conversation(args, loaded, dev)
     if args.json == "-":
-        print(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2, ensure_ascii=False))
         return 0
-    print(f"[lm] {res['run']} step {res['step']} on {res['data']} ({res['split']}): {res['samples']} samples, "
-          f"{res['frames']} frames, padding {100 * res['padding_fraction']:.1f}%")
-    print(render(res["streams"]))
+    if args.data:
+        print(f"[lm] {res['run']} step {res['step']} on {res['data']} ({res['split']}): {res['samples']} samples, "
+              f"{res['frames']} frames, padding {100 * res['padding_fraction']:.1f}%")
+        print(render(res["streams"]))
+    if args.dialogs:
+        from lm.dialog_eval import render as render_conversation
+
+        print(f"[lm] {res['run']} step {res['step']} on the dialogs of {args.dialogs} ({args.split})")
+        print(render_conversation(res["conversation"]))
     if args.json:
         write_json(res, args.json)
         print(f"[lm] wrote {args.json}")
     return 0
 
 
+def _conversation(args, loaded, dev: str) -> dict:
+    from lm.data import is_val
+    from lm.dialog_eval import evaluate_dialogs, held_out_dialogs
+
+    model, _cfg, _tok, meta = loaded
+    codec = _codec_for(args.codec, dev, meta, args.lm)
+    asr = None
+    if args.asr:
+        from lm.asr import load_asr
+
+        asr = load_asr(args.asr, dev)
+    keep = None
+    if args.split != "all":
+        vf = float(meta.get("train", {}).get("val_fraction", 0.0))
+        keep = lambda sid: is_val(sid, vf) == (args.split == "val")  # noqa: E731
+    dialogs = held_out_dialogs(args.dialogs, max_dialogs=args.max_dialogs, keep=keep)
+    return evaluate_dialogs(model, codec, dialogs, silero_vad(), seed=args.seed, temperature=args.temperature,
+                            top_k=args.top_k, asr=asr, progress=lambda s: print(s, file=sys.stderr))
+
+
+def silero_vad():
+    """The ingest pipeline's Silero VAD (its default settings, no padding around speech: onsets are where the
+    speech starts) as :mod:`lm.dialog_eval` takes it: 16 kHz clips -> speech regions in seconds. lm may not import
+    pipelines (docs/DESIGN.md §2); the CLI, which may import both, hands it over."""
+    from pipelines.stages.vad import SileroVad, VadConfig, speech_regions
+
+    cfg = VadConfig(speech_pad_s=0.0)
+    vad = SileroVad(cfg.batch_windows, cfg.model_rate, cfg.level_dbfs, cfg.max_gain_db)
+    return lambda clips: [speech_regions(p, len(x), cfg) for x, p in zip(clips, vad.probs(clips))]
+
+
+def _codec_for(spec: str, dev: str, meta: dict, run: str):
+    """The codec ``spec`` loaded, refused when the LM's lineage names another codec."""
+    from codec.adapters import load_codec
+
+    codec = load_codec(spec, dev)
+    cid, trained_on = str(getattr(codec, "codec_id", "")), meta.get("lineage", {}).get("codec_id", "")
+    if trained_on and cid and trained_on != cid:
+        raise ValueError(f"the LM {run} was trained on tokens of codec {trained_on}, not {cid}; pass that codec")
+    return codec
+
+
 def _respond(args) -> int:
     import numpy as np
 
     import storage
-    from codec.adapters import load_codec
     from lm.checkpoint import load_lm
     from lm.respond import respond
     from storage.audio import decode_audio, encode_wav, resample
@@ -152,11 +226,8 @@ def _respond(args) -> int:
     dev = _device(args.device)
     audio, sr = decode_audio(storage.read_bytes(args.input))
     mono = audio.mean(axis=0, keepdims=True)
-    codec = load_codec(args.codec, dev)
     model, _cfg, _tok, meta = load_lm(args.lm, dev)
-    cid, trained_on = str(getattr(codec, "codec_id", "")), meta.get("lineage", {}).get("codec_id", "")
-    if trained_on and cid and trained_on != cid:
-        raise ValueError(f"the LM {args.lm} was trained on tokens of codec {trained_on}, not {cid}; pass that codec")
+    codec = _codec_for(args.codec, dev, meta, args.lm)
     t0 = time.perf_counter()
     out = respond(resample(mono, sr, 16000), codec, model, temperature=args.temperature, top_k=args.top_k,
                   seed=args.seed)
