@@ -10,11 +10,12 @@ Three measurements (benchmarks/RESULTS.md, "Quality filters B"):
   against the same sentence by other voices or by the same voice at another pitch, and other sentences. Methods: spectral-peak landmarks (ours,
   pipelines/stages/dedup.py) and a binarised band-energy-difference fingerprint (Haitsma-Kalker style, 32 bits per
   16 ms frame, the best alignment's bit error rate over ``min_match_s``).
+* ``--part demo``: the default synthetic source through the unit processor: LID rejects and duplicates found.
 * ``--part goals``: a real ingest run (manifest source, local Ray) over a set mixed from Telugu (espeak ``te``
   voices with their transcripts), other-language clips (espeak ``hi``, ``kn``, ``en`` with theirs) and music-like
   or noise clips; the share of each class rejected, by reason.
 
-Usage: python benchmarks/filters.py [--part text|dedup|goals|all] [--json OUT]
+Usage: python benchmarks/filters.py [--part text|dedup|goals|demo|all] [--json OUT] [--no-alt]
 """
 
 from __future__ import annotations
@@ -332,14 +333,49 @@ def part_goals(n_te: int = 48, n_other: int = 10, n_garbage: int = 16) -> dict:
     return table
 
 
+# -- the default demo data ---------------------------------------------------------------------------------------
+def part_demo() -> dict:
+    """The default synthetic source (24 dialogs, what `matalu ingest` makes) through the unit processor, in-process:
+    how many samples the language ID rejects and how many the duplicate step would (the rate distribution of the
+    closest non-matches shows the margin below ``min_hit_rate``)."""
+    from dataclasses import replace
+
+    from jobs.runner import parts_uri
+    from manifests import read_rows
+    from manifests.rows import Reject
+    from pipelines.config import IngestConfig
+    from pipelines.ingest import prepare_sources
+    from pipelines.stages.dedup import Fingerprint, find_duplicates
+    from pipelines.unit import UnitProcessor, make_units
+
+    with tempfile.TemporaryDirectory() as td:
+        cfg = IngestConfig(out=str(Path(td) / "out"), sources_dir=str(Path(td) / "src"))
+        recs, _ = prepare_sources(cfg, say=lambda s: None)
+        units = make_units(recs, cfg.unit_size, cfg.processing_fingerprint())
+        proc = UnitProcessor(cfg)
+        fps, reasons, samples = [], {}, 0
+        for u in units:
+            summary = proc.process(u)
+            samples += summary["mono"] + summary["dialog"]
+            for r in read_rows(parts_uri(cfg.out, u.unit_id) + "/rejects.parquet", Reject):
+                reasons[r.reason] = reasons.get(r.reason, 0) + 1
+            fps += sorted(read_rows(parts_uri(cfg.out, u.unit_id) + "/fingerprints.parquet", Fingerprint),
+                          key=lambda f: f.sample_id)
+    dups = find_duplicates(fps, cfg.filters.dedup)
+    loose = find_duplicates(fps, replace(cfg.filters.dedup, min_hit_rate=0.0))
+    rates = sorted(float(r.detail.split("landmark hits, ")[1].split("%")[0]) for r in loose)
+    return {"recordings": len(recs), "samples": samples, "unit_rejects_by_reason": reasons, "duplicates": len(dups),
+            "closest_non_matches_rate_pct": rates[-5:]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", default="all", choices=["text", "dedup", "goals", "all"])
+    ap.add_argument("--part", default="all", choices=["text", "dedup", "goals", "demo", "all"])
     ap.add_argument("--json")
     ap.add_argument("--no-alt", action="store_true", help="dedup: landmarks only (the alternative's matching is slow)")
     a = ap.parse_args()
     out = {}
-    for name, fn in (("text", part_text), ("dedup", part_dedup), ("goals", part_goals)):
+    for name, fn in (("text", part_text), ("dedup", part_dedup), ("goals", part_goals), ("demo", part_demo)):
         if a.part in (name, "all"):
             out[name] = fn(alt=not a.no_alt) if name == "dedup" else fn()
             print(json.dumps({name: out[name]}, indent=1, ensure_ascii=False), flush=True)
