@@ -196,6 +196,13 @@ def test_run_level_duplicates_and_language(tmp_path, ray_session):
     read = [read_unit(u, info, license_filter([])) for u in encode_units(cfg.out, info.codec_id)]
     assert {k for ua in read for k, _, _ in ua.items} == {s.sample_id for s in samples}
     assert {r.item for ua in read for r in ua.rejects} == set(dups)
-    # a rerun reaches the same decision (resume: nothing to do, the manifests unchanged)
+    assert all(r.reason and r.detail for r in rejects)
+    # resume: the last unit (r6, the exact copy) is lost and redone; the run-level step reaches the same decision
+    import storage
+    from jobs.runner import DONE, parts_uri
+
+    storage.remove(storage.join(parts_uri(cfg.out, "manifest-00002"), DONE))
     again = run_ingest(cfg, progress=False, say=lambda s: None)
-    assert again.noop and read_rows(manifest_uri(cfg.out, "rejects"), Reject) == rejects
+    assert again.committed and again.units_processed == 1
+    assert read_rows(manifest_uri(cfg.out, "rejects"), Reject) == rejects
+    assert read_rows(manifest_uri(cfg.out, "samples"), Sample) == samples
