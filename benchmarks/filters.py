@@ -10,12 +10,13 @@ Three measurements (benchmarks/RESULTS.md, "Quality filters B"):
   against the same sentence by other voices or by the same voice at another pitch, and other sentences. Methods: spectral-peak landmarks (ours,
   pipelines/stages/dedup.py) and a binarised band-energy-difference fingerprint (Haitsma-Kalker style, 32 bits per
   16 ms frame, the best alignment's bit error rate over ``min_match_s``).
+* ``--part cost``: the unit processor with and without language ID + fingerprints, side by side in one run.
 * ``--part demo``: the default synthetic source through the unit processor: LID rejects and duplicates found.
 * ``--part goals``: a real ingest run (manifest source, local Ray) over a set mixed from Telugu (espeak ``te``
   voices with their transcripts), other-language clips (espeak ``hi``, ``kn``, ``en`` with theirs) and music-like
   or noise clips; the share of each class rejected, by reason.
 
-Usage: python benchmarks/filters.py [--part text|dedup|goals|demo|all] [--json OUT] [--no-alt]
+Usage: python benchmarks/filters.py [--part text|dedup|goals|demo|cost|all] [--json OUT] [--no-alt]
 """
 
 from __future__ import annotations
@@ -368,14 +369,63 @@ def part_demo() -> dict:
             "closest_non_matches_rate_pct": rates[-5:]}
 
 
+# -- what the filters cost in a unit ---------------------------------------------------------------------------
+def part_cost(n_files: int = 24, seconds: float = 8.0, repeat: int = 3) -> dict:
+    """The unit processor (one thread) on the same corpus as benchmarks/ingest.py, with language ID + fingerprints
+    (the defaults) and without (``filters.lid.text`` and ``filters.dedup.enabled`` off), alternated in one run; the
+    best of ``repeat`` each. The run-level duplicate step after the merge is timed on the same fingerprints."""
+    import torch
+
+    from benchmarks.ingest import make_corpus
+    from jobs.runner import parts_uri
+    from manifests import read_rows
+    from manifests.rows import Recording
+    from pipelines.config import IngestConfig
+    from pipelines.stages.dedup import Fingerprint, find_duplicates
+    from pipelines.unit import UnitProcessor, make_units
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        paths = make_corpus(tmp, n_files, seconds)
+        text = telugu_texts()[1]
+        recs = [Recording(recording_id=p.stem, source="bench", uri=str(p), speaker_id="s", text=text) for p in paths]
+        procs = {}
+        for name, on in (("with", True), ("without", False)):
+            cfg = IngestConfig(out=str(tmp / name), unit_size=8)
+            cfg.filters.lid.text = on
+            cfg.filters.dedup.enabled = on
+            units = make_units(recs, cfg.unit_size, cfg.processing_fingerprint())
+            procs[name] = (UnitProcessor(cfg, "bench"), units, cfg)
+            procs[name][0].process(units[0])  # warm-up
+        best = {k: float("inf") for k in procs}
+        audio_s = 0.0
+        for _ in range(repeat):
+            for name, (proc, units, _) in procs.items():
+                t0 = time.perf_counter()
+                got = [proc.process(u) for u in units]
+                best[name] = min(best[name], time.perf_counter() - t0)
+                audio_s = sum(g["seconds_in"] for g in got)
+        proc, units, cfg = procs["with"]
+        fps = [f for u in units for f in read_rows(parts_uri(cfg.out, u.unit_id) + "/fingerprints.parquet", Fingerprint)]
+        t0 = time.perf_counter()
+        find_duplicates(fps, cfg.filters.dedup)
+        merge_s = time.perf_counter() - t0
+    return {"audio_s": round(audio_s, 1), "unit_s_with": round(best["with"], 3), "unit_s_without": round(best["without"], 3),
+            "x_realtime_with": round(audio_s / best["with"]), "x_realtime_without": round(audio_s / best["without"]),
+            "overhead_pct": round(100 * (best["with"] / best["without"] - 1), 1), "run_level_step_s": round(merge_s, 3),
+            "samples": len(fps)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", default="all", choices=["text", "dedup", "goals", "demo", "all"])
+    ap.add_argument("--part", default="all", choices=["text", "dedup", "goals", "demo", "cost", "all"])
     ap.add_argument("--json")
     ap.add_argument("--no-alt", action="store_true", help="dedup: landmarks only (the alternative's matching is slow)")
     a = ap.parse_args()
     out = {}
-    for name, fn in (("text", part_text), ("dedup", part_dedup), ("goals", part_goals), ("demo", part_demo)):
+    for name, fn in (("text", part_text), ("dedup", part_dedup), ("goals", part_goals), ("demo", part_demo),
+                     ("cost", part_cost)):
         if a.part in (name, "all"):
             out[name] = fn(alt=not a.no_alt) if name == "dedup" else fn()
             print(json.dumps({name: out[name]}, indent=1, ensure_ascii=False), flush=True)

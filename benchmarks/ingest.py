@@ -126,7 +126,9 @@ def main() -> int:
         lambda: [mono_spans(speech_regions(p, len(x), cfg.vad), 30.0, 1.0) for p, x in zip(probs, rs)])
     _, stages["FLAC encode"] = timed(lambda: [encode_flac(x[None], 16000) for x in rs])
 
-    recs = [Recording(recording_id=p.stem, source="bench", uri=str(p), speaker_id="s", text="t") for p in paths]
+    # a Telugu transcript, so the default text language ID judges (and keeps) every sample as it would real data
+    text = "ఈ రోజు ఆకాశం మబ్బుగా ఉంది"
+    recs = [Recording(recording_id=p.stem, source="bench", uri=str(p), speaker_id="s", text=text) for p in paths]
     units = make_units(recs, args.unit_size, cfg.processing_fingerprint())
     proc = UnitProcessor(cfg, "bench")
     proc.process(units[0])  # warm-up (first-call overheads)

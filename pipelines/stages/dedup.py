@@ -84,12 +84,16 @@ def pcm_sha256(audio: np.ndarray) -> str:
 
 
 def _maxfilter(x: np.ndarray, rt: int, rf: int) -> np.ndarray:
-    from numpy.lib.stride_tricks import sliding_window_view as win
-
+    """The maximum over a (2 rt + 1) x (2 rf + 1) neighbourhood, separably (running maxima of shifted views)."""
     p = np.pad(x, ((rt, rt), (0, 0)), constant_values=-np.inf)
-    m = win(p, 2 * rt + 1, axis=0).max(axis=-1)
+    m = p[: len(x)].copy()
+    for k in range(1, 2 * rt + 1):
+        np.maximum(m, p[k : k + len(x)], out=m)
     p = np.pad(m, ((0, 0), (rf, rf)), constant_values=-np.inf)
-    return win(p, 2 * rf + 1, axis=1).max(axis=-1)
+    out = p[:, : x.shape[1]].copy()
+    for k in range(1, 2 * rf + 1):
+        np.maximum(out, p[:, k : k + x.shape[1]], out=out)
+    return out
 
 
 def peaks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
