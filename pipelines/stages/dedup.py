@@ -36,8 +36,9 @@ import pyarrow as pa
 
 from manifests.rows import Reject, Row
 
-N_FFT, HOP, SR = 512, 256, 16000
-TICK = HOP // 2  # landmark times are in 8 ms ticks: the frame grid at two phases, 0 and half a hop
+SR = 16000  # the samples' rate
+FP_RATE, N_FFT, HOP = 8000, 256, 128  # landmarks are taken at 8 kHz (only 125 Hz-4 kHz is used): 32 ms, 16 ms hop
+TICK = SR * HOP // FP_RATE // 2  # samples at 16 kHz per 8 ms tick: the frame grid at two phases, half a hop apart
 F_LO, F_HI = 4, 128  # bins (31.25 Hz each): 125 Hz .. 4 kHz
 PEAK_T, PEAK_F = 4, 6  # local-maximum neighbourhood, frames / bins either side
 PAIR_DT, PAIR_DF = 40, 40  # target zone: up to 40 frames (640 ms) later, +-40 bins
@@ -97,7 +98,7 @@ def _maxfilter(x: np.ndarray, rt: int, rf: int) -> np.ndarray:
 
 
 def peaks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Spectral peaks of 16 kHz mono audio: (frame, bin) arrays sorted by frame then bin."""
+    """Spectral peaks of 8 kHz mono audio: (frame, bin) arrays sorted by frame then bin."""
     x = np.asarray(audio, np.float32)
     if len(x) < N_FFT:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -111,24 +112,30 @@ def peaks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def landmarks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(hashes, anchor frames) of 16 kHz mono audio."""
+    """(hashes, anchor frames) of 8 kHz mono audio: each peak paired with the next ``fanout`` peaks (in time, then
+    frequency order) that lie 1..PAIR_DT frames later and within PAIR_DF bins."""
     t, f = peaks(audio, cfg)
-    hs, ts = [], []
-    for i in range(len(t)):
-        n = 0
-        for j in range(i + 1, len(t)):
-            dt = int(t[j] - t[i])
-            if dt > PAIR_DT:
-                break
-            df = int(f[j] - f[i])
-            if dt < 1 or abs(df) > PAIR_DF:
-                continue
-            hs.append((int(f[i]) << 13) | ((df + 64) << 6) | dt)
-            ts.append(int(t[i]))
-            n += 1
-            if n >= cfg.fanout:
-                break
-    return np.asarray(hs, np.int32), np.asarray(ts, np.int32)
+    t, f = t.astype(np.int64), f.astype(np.int64)
+    n = len(t)
+    taken = np.zeros(n, np.int64)
+    hs, ts, order = [], [], []
+    k = 1
+    while k < n:
+        i = np.arange(n - k)
+        dt, df = t[k:] - t[:-k], f[k:] - f[:-k]
+        if not (dt[taken[:-k] < cfg.fanout] <= PAIR_DT).any():
+            break  # every peak still short of pairs is already further than PAIR_DT from its k-th successor
+        ok = (dt >= 1) & (dt <= PAIR_DT) & (np.abs(df) <= PAIR_DF) & (taken[:-k] < cfg.fanout)
+        sel = i[ok]
+        hs.append((f[sel] << 13) | ((df[ok] + 64) << 6) | dt[ok])
+        ts.append(t[sel])
+        order.append(sel * 1024 + k)
+        taken[sel] += 1
+        k += 1
+    if not hs:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    o = np.argsort(np.concatenate(order), kind="stable")
+    return np.concatenate(hs)[o].astype(np.int32), np.concatenate(ts)[o].astype(np.int32)
 
 
 def fingerprint(sample_id: str, kind: str, recording_id: str, source: str, audio: np.ndarray, sr: int,
@@ -139,8 +146,11 @@ def fingerprint(sample_id: str, kind: str, recording_id: str, source: str, audio
     a = np.atleast_2d(audio)
     h, t = np.zeros(0, np.int32), np.zeros(0, np.int32)
     if cfg.near:  # the STFT grid at two phases, so a copy that starts mid-frame still meets one of them closely
-        mono = a.mean(axis=0)
-        (h0, t0), (h1, t1) = landmarks(mono, cfg), landmarks(mono[TICK:], cfg)
+        from storage.audio import resample
+
+        mono = resample(a.mean(axis=0, keepdims=True).astype(np.float32), SR, FP_RATE, quality="QQ")[0]
+        half = HOP // 2
+        (h0, t0), (h1, t1) = landmarks(mono, cfg), landmarks(mono[half:], cfg)
         h, t = np.concatenate([h0, h1]), np.concatenate([2 * t0, 2 * t1 + 1]).astype(np.int32)
         order = np.argsort(t, kind="stable")
         h, t = h[order], t[order]
