@@ -9,7 +9,7 @@ enough matching stretch of landmarks with a kept one, becomes a ``duplicate`` re
 a pure function of the committed parts, so a resumed run reaches the same decision.
 
 Landmarks (the method chosen by measurement, benchmarks/RESULTS.md "Quality filters B"): the log-magnitude STFT
-(32 ms window, 16 ms hop, 125 Hz–4 kHz) is reduced to local maxima (±64 ms, ±188 Hz) within ``peak_range_db`` of
+(of the audio resampled to 8 kHz: 32 ms window, 16 ms hop, 125 Hz–4 kHz) is reduced to local maxima (±64 ms, ±188 Hz) within ``peak_range_db`` of
 the clip's loudest peak (no per-second cap: one would depend on where a clip starts); each peak is paired with the next ``fanout`` peaks
 up to 640 ms later and ±1.25 kHz away, and the pair (f1, f2 − f1, Δt) is a 20-bit hash at the anchor's time.
 This is done on two STFT grids half a hop apart (times in 8 ms ticks): a copy that starts mid-frame (a jingle
@@ -50,7 +50,7 @@ class DedupConfig:
     near: bool = True  # landmark matching; false keeps exact (same decoded PCM) duplicates only
     min_match_s: float = 2.0  # a matching stretch this long (or half of a shorter clip) makes a duplicate
     min_hits: int = 20
-    min_hit_rate: float = 0.35  # re-encodes and jingles: 44-88%; the same sentence at another espeak pitch: <= 26%
+    min_hit_rate: float = 0.35  # re-encodes and jingles: 41-82%; the same sentence at another espeak pitch: <= 22%
     peak_range_db: float = 45.0
     fanout: int = 4
     max_refs_per_hash: int = 16  # earlier samples remembered per hash (the first ones kept)
