@@ -5,7 +5,7 @@ The data are ingest outputs (segment shards). Held-out audio should come from ot
 training data, e.g. a synthetic run with other espeak-ng voices::
 
     matalu ingest --dialogs 400 --out data/codec-train
-    matalu ingest --dialogs 16 --option seed=99 --option user_voice=te+m3 --option system_voice=te+f4 \\
+    matalu ingest --dialogs 16 --option seed=99 --voices espeak:te+f4,te+m3 \\
         --out data/codec-heldout --sources-dir data/sources-heldout
     python benchmarks/codec_quality.py --data data/codec-train --heldout data/codec-heldout --steps 2000 \\
         --variant base --variant base:strides=2,4,5,8 [--gpu] [--threads 1] [--json OUT]

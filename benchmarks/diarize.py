@@ -64,7 +64,7 @@ def make_dialogs(d: Path, n: int, seed: int):
     from pipelines.sources import synthetic
     from storage.audio import resample
 
-    synthetic.download(d / "synthetic", n_dialogs=n, seed=seed, system_voice="te", user_voice="te+f3")
+    synthetic.download(d / "synthetic", n_dialogs=n, seed=seed, voices=["espeak:te,te+f3"])
     out = []
     for rec in synthetic.prepare(d / "synthetic"):
         x, sr = sf.read(rec.uri, dtype="float32")

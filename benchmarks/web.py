@@ -89,6 +89,13 @@ def synthesize(out: str | Path, rows: int = 1_000_000, seed: int = 0, batch: int
                 "split": np.where(rng.random(n) < 0.95, "train", "test").astype(object),
                 "tar_offset": (idx % per_shard) * 200_000,
                 "tar_bytes": np.full(n, 200_000),
+                "dnsmos_sig": rng.normal(3.3, 0.4, n).clip(1, 5).round(3),
+                "dnsmos_bak": rng.normal(3.8, 0.5, n).clip(1, 5).round(3),
+                "dnsmos_ovrl": rng.normal(3.0, 0.4, n).clip(1, 5).round(3),
+                "bandwidth_hz": np.where(rng.random(n) < 0.1, 3968.8, 7750.0),
+                "loudness_lufs": rng.normal(-24, 5, n).round(2),
+                "loudness_normalized_to": pa.nulls(n, pa.float64()),
+                "loudness_gain_db": pa.nulls(n, pa.float64()),
             }
             writer.write_table(pa.table(cols, schema=Sample.SCHEMA))
     finally:

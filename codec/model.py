@@ -362,6 +362,29 @@ class DecodeState:
     frames: int = 0
 
 
+def cat_states(states: list) -> EncodeState | DecodeState:
+    """Several streams' states (all Encode- or all DecodeStates, pending samples of equal length) as one batch,
+    rows in order: one ``encode_step``/``decode_step`` then serves them all (the server's sessions)."""
+    s0 = states[0]
+    convs = {k: torch.cat([s.convs[k] for s in states]) for k in s0.convs}
+    if isinstance(s0, EncodeState):
+        return EncodeState(convs, torch.cat([s.pending for s in states]), s0.frames)
+    return DecodeState(convs, s0.frames)
+
+
+def split_states(state: EncodeState | DecodeState, before: list) -> list:
+    """:func:`cat_states` undone after a step: row ``i``'s state, its frame count advanced as the batch's was."""
+    adv = state.frames - before[0].frames
+    out = []
+    for i, b in enumerate(before):
+        convs = {k: v[i:i + 1] for k, v in state.convs.items()}
+        if isinstance(state, EncodeState):
+            out.append(EncodeState(convs, state.pending[i:i + 1], b.frames + adv))
+        else:
+            out.append(DecodeState(convs, b.frames + adv))
+    return out
+
+
 class CodecModel(nn.Module):
     """The codec. Implements codec.base.Codec and StreamingCodec."""
 

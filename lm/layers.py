@@ -96,6 +96,18 @@ class KVCache:
         n = min(pos + 1, cap)
         return self.k[:, :, :n], self.v[:, :, :n]
 
+    def add_rows(self, k: Tensor, v: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`add` with a position per row ``pos [B]`` (sessions that joined at different times): every slot
+        comes back with a mask ``[B, 1, 1, capacity]`` of the slots each row may attend to."""
+        cap = self.k.shape[2]
+        rows = torch.arange(k.shape[0], device=k.device)
+        slot = pos % cap
+        self.k[rows, :, slot] = k[:, :, 0]
+        self.v[rows, :, slot] = v[:, :, 0]
+        n = (pos + 1).clamp(max=cap)
+        mask = torch.arange(cap, device=k.device)[None, :] < n[:, None]
+        return self.k, self.v, mask[:, None, None, :]
+
 
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int, *, qkv_bias: bool = False,
@@ -108,7 +120,7 @@ class Attention(nn.Module):
         self.o_proj = linear(heads * head_dim, dim, out_bias, steps)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, *, offset: int = 0, cache: KVCache | None = None,
-                pos: int = 0) -> Tensor:
+                pos: int | Tensor = 0) -> Tensor:
         b, t, _ = x.shape
         q = apply(self.q_proj, x, offset).view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = apply(self.k_proj, x, offset).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
@@ -121,8 +133,12 @@ class Attention(nn.Module):
         else:
             if t != 1:
                 raise ValueError("streaming attention takes one position at a time")
-            k, v = cache.add(k, v, pos)
-            y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+            if isinstance(pos, Tensor):  # a position per row
+                k, v, mask = cache.add_rows(k, v, pos)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+            else:
+                k, v = cache.add(k, v, pos)
+                y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
         return apply(self.o_proj, y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim), offset)
 
 
@@ -149,7 +165,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, *, offset: int = 0, cache: KVCache | None = None,
-                pos: int = 0) -> Tensor:
+                pos: int | Tensor = 0) -> Tensor:
         x = x + self.drop(self.self_attn(self.input_layernorm(x), cos, sin, offset=offset, cache=cache, pos=pos))
         return x + self.drop(self.mlp(self.post_attention_layernorm(x), offset))
 
@@ -197,10 +213,16 @@ class Transformer(nn.Module):
     def new_caches(self, batch: int, capacity: int, device, dtype) -> list[KVCache]:
         return [KVCache.empty(batch, self.kv_heads, capacity, self.head_dim, device, dtype) for _ in self.layers]
 
-    def step(self, x: Tensor, caches: list[KVCache], pos: int, *, offset: int | None = None) -> Tensor:
-        """One position ``x [B, 1, D]`` at absolute position ``pos`` (per-step weights: step ``offset``, default pos)."""
-        cos, sin = self.cos_sin(pos, 1, x.device)
-        off = pos if offset is None else offset
+    def step(self, x: Tensor, caches: list[KVCache], pos: int | Tensor, *, offset: int | None = None) -> Tensor:
+        """One position ``x [B, 1, D]`` at absolute position ``pos`` (per-step weights: step ``offset``, default pos).
+        ``pos`` may be a tensor ``[B]``: each row at its own position (its own rotary phase and cache fill)."""
+        if isinstance(pos, Tensor):
+            table_cos, table_sin = self.cos_sin(0, int(pos.max()) + 1, x.device)
+            cos, sin = table_cos[pos][:, None, None, :], table_sin[pos][:, None, None, :]  # [B, 1, 1, hd]
+            off = 0 if offset is None else offset
+        else:
+            cos, sin = self.cos_sin(pos, 1, x.device)
+            off = pos if offset is None else offset
         for blk, cache in zip(self.layers, caches):
             x = blk(x, cos, sin, offset=off, cache=cache, pos=pos)
         return x

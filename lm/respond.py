@@ -60,7 +60,7 @@ def respond(audio_in: Any, codec: Any, model: AudioLM, *, temperature: float = 0
     dev = model.device
     state = init_state(model, 1, seed=seed)
     kw = dict(temperature=temperature, top_k=top_k, text_temperature=text_temperature, text_top_k=text_top_k)
-    silence = _silence_frame(codec, hop)
+    silence = silence_frame(codec, hop)
     streaming = isinstance(codec, StreamingCodec) and hop.denominator == 1
     out: list[torch.Tensor] = []
     system_frames: list[torch.Tensor] = []
@@ -102,7 +102,7 @@ def respond(audio_in: Any, codec: Any, model: AudioLM, *, temperature: float = 0
     return np.stack([system.numpy(), user.numpy()]).astype(np.float32)
 
 
-def _silence_frame(codec: Any, hop: Fraction) -> torch.Tensor:
+def silence_frame(codec: Any, hop: Fraction) -> torch.Tensor:
     """The codec's codes for digital silence ``[1, Q]`` (the last frame of a few silent frames: past the start-up)."""
     zeros = torch.zeros(1, 1, int(4 * hop))
     return codec.encode(zeros)[:, :, -1].long()

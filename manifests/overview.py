@@ -44,10 +44,12 @@ TABLES: dict[str, pa.Schema] = {
 NO_LICENSE = "(none)"
 NO_SPEAKER = "(unknown)"
 TOP_SPEAKERS = 30  # speakers listed by the page, the report and `manifests stats`
-HIST_FIELDS = ("duration_s", "snr_db", "speech_ratio", "clipping")
+HIST_FIELDS = ("duration_s", "snr_db", "speech_ratio", "clipping", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak",
+               "bandwidth_hz", "loudness_lufs")
 # columns a sample page returns (text is cut to TEXT_CHARS; /api/sample/<id> returns the whole row)
 LIST_COLUMNS = ("sample_id", "kind", "source", "recording_id", "start_s", "end_s", "duration_s", "channels",
-                "speakers", "license", "snr_db", "speech_ratio", "split", "shard")
+                "speakers", "license", "snr_db", "speech_ratio", "split", "shard", "dnsmos_ovrl", "bandwidth_hz",
+                "loudness_lufs")
 TEXT_CHARS = 160
 MAX_LIMIT = 500
 MAX_INT = 2**63 - 1  # DuckDB BIGINT: a larger offset is a 400, not a ConversionException
@@ -93,7 +95,8 @@ class SampleQuery:
     limit: int = 50
     offset: int = 0
 
-    SORTABLE = ("sample_id", "duration_s", "snr_db", "speech_ratio", "start_s", "source", "kind")
+    SORTABLE = ("sample_id", "duration_s", "snr_db", "speech_ratio", "start_s", "source", "kind", "dnsmos_ovrl",
+                "bandwidth_hz", "loudness_lufs")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> SampleQuery:
@@ -563,8 +566,12 @@ class ManifestDB:
 
     def reject_summary(self, examples: int = 3) -> list[dict]:
         def f() -> list[dict]:
-            groups = self.query("SELECT stage, reason, count(*) AS count, sum(seconds) AS seconds FROM rejects "
+            groups = self.query("SELECT stage, reason, count(*) AS count, sum(seconds) AS seconds, "
+                                "coalesce(sum(seconds), 0) / 3600 AS hours FROM rejects "
                                 "GROUP BY stage, reason ORDER BY count DESC, stage, reason")
+            rec_h = self.totals()["recording_hours"] or 0.0
+            for g in groups:  # what each reason removed, as a share of the decoded input hours
+                g["share"] = g["hours"] / rec_h if rec_h else None
             ex = self.query("SELECT stage, reason, item, detail, source FROM (SELECT *, row_number() OVER "
                             "(PARTITION BY stage, reason ORDER BY item) AS rn FROM rejects) WHERE rn <= ? "
                             "ORDER BY stage, reason, item", [int(examples)])

@@ -158,6 +158,14 @@ class Sample(Row):
     # language ID (pipelines/stages/lid.py): ISO 639-1 code and the identifier's probability; ""/NULL when not judged
     language: str = ""
     lid_score: float | None = None
+    # quality measures (pipelines/stages/measures.py); NULL when the measure did not run
+    dnsmos_sig: float | None = None  # DNSMOS P.835 speech signal, 1..5
+    dnsmos_bak: float | None = None  # background
+    dnsmos_ovrl: float | None = None  # overall
+    bandwidth_hz: float | None = None  # effective bandwidth of the 16 kHz audio (at most 8000)
+    loudness_lufs: float | None = None  # ITU-R BS.1770 integrated loudness before any normalisation
+    loudness_normalized_to: float | None = None  # the target LUFS when the written audio was normalised, else NULL
+    loudness_gain_db: float | None = None  # the gain applied then (lower than target - loudness if the peak capped it)
 
     SCHEMA: ClassVar[pa.Schema] = pa.schema(
         [
@@ -185,6 +193,13 @@ class Sample(Row):
             ("tar_bytes", pa.int64()),
             ("language", pa.string()),
             ("lid_score", pa.float64()),
+            ("dnsmos_sig", pa.float64()),
+            ("dnsmos_bak", pa.float64()),
+            ("dnsmos_ovrl", pa.float64()),
+            ("bandwidth_hz", pa.float64()),
+            ("loudness_lufs", pa.float64()),
+            ("loudness_normalized_to", pa.float64()),
+            ("loudness_gain_db", pa.float64()),
         ]
     )
 

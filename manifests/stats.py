@@ -1,4 +1,5 @@
-"""``matalu manifests stats``: a run's totals, hours by source, kind, speaker and licence, shards, rejects by reason.
+"""``matalu manifests stats``: a run's totals, hours by source, kind, speaker and licence, shards, rejects by reason
+(count, hours and share of the input hours: what each filter removed).
 
 The numbers are :meth:`manifests.overview.ManifestDB.summary`'s, the same the web page (``/api/summary``) and the
 static report show: one implementation of each figure. A sample counts once for each of its speakers (a dialog
@@ -24,7 +25,9 @@ class Stats:
     by_license: list[dict]
     n_shards: int  # segment shards (token shards are the encode job's)
     shard_bytes: int
-    rejects: list[dict]  # {"stage", "reason", "count", "seconds", "example"}, most first
+    # {"stage", "reason", "count", "seconds", "hours", "share", "example"}, most first; share: of the recordings'
+    # decoded hours (what each filter, stage "filters", removed is the rows of that stage)
+    rejects: list[dict]
     n_rejects: int
 
     def to_dict(self) -> dict:
@@ -38,6 +41,7 @@ def compute(uri: str, top_speakers: int = TOP_SPEAKERS, db: ManifestDB | None = 
     try:
         s = db.summary(top_speakers)
         rejects = [{"stage": g["stage"], "reason": g["reason"], "count": g["count"], "seconds": g["seconds"],
+                    "hours": g["hours"], "share": g["share"],
                     "example": g["examples"][0]["item"] if g["examples"] else ""} for g in db.reject_summary(examples=1)]
         return Stats(n_samples=int(s["n_samples"]), hours=float(s["hours"]), n_speakers=int(s["n_speakers"]),
                      by_source=s["by_source"], by_kind=s["by_kind"], by_speaker=s["by_speaker"],
@@ -71,9 +75,10 @@ def render(st: Stats, console=None) -> None:
                         st.by_speaker, "speaker"))
     console.print(table("hours by license", st.by_license, "license"))
     if st.n_rejects:
-        t = Table(title="rejects by reason", title_justify="left")
-        for c in ("stage", "reason", "count", "seconds", "example"):
-            t.add_column(c, justify="right" if c in ("count", "seconds") else "left")
+        t = Table(title="rejects by reason (stage filters: what each filter removed)", title_justify="left")
+        for c in ("stage", "reason", "count", "hours", "% of input", "example"):
+            t.add_column(c, justify="right" if c in ("count", "hours", "% of input") else "left")
         for r in st.rejects:
-            t.add_row(r["stage"], r["reason"], str(r["count"]), f"{r['seconds'] or 0:.1f}", r["example"])
+            share = "" if r["share"] is None else f"{100 * r['share']:.2f}"
+            t.add_row(r["stage"], r["reason"], str(r["count"]), f"{r['hours']:.4f}", share, r["example"])
         console.print(t)

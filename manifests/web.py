@@ -5,9 +5,11 @@ One page (HTML, CSS and JS inline: it loads nothing from the network) and JSON e
 ==============================  =================================================================================
 ``GET /``                        the page
 ``GET /api/summary``             totals; hours by source, kind, license, speaker (top 30); runs
-``GET /api/hist?field=&bins=``   histogram of ``duration_s`` | ``snr_db`` | ``speech_ratio`` | ``clipping``
+``GET /api/hist?field=&bins=``   histogram of ``duration_s`` | ``snr_db`` | ``speech_ratio`` | ``clipping`` |
+                                 ``dnsmos_ovrl`` | ``dnsmos_sig`` | ``dnsmos_bak`` | ``bandwidth_hz`` | ``loudness_lufs``
 ``GET /api/shards``              shards with size, sample count, seconds, sha256 (``limit``, ``offset``, ``kind``)
-``GET /api/rejects``             rejects grouped by stage and reason, with up to 3 examples each
+``GET /api/rejects``             rejects grouped by stage and reason (count, hours, share of the input hours: what
+                                 each filter removed), with up to 3 examples each
 ``GET /api/filters``             values for the sample filters (sources, kinds, licenses, splits, top speakers)
 ``GET /api/samples``             a page of samples: ``source kind speaker license split recording_id q sort limit
                                  offset``; returns ``{total, limit, offset, rows}`` (DuckDB ``LIMIT/OFFSET``)
@@ -325,6 +327,11 @@ input, select, button { font:inherit; padding:3px 6px; }
   <div class="grid">
     <figure><figcaption>duration (s)</figcaption><canvas id="hist-duration" class="hist"></canvas><div class="note" id="hist-duration-note"></div></figure>
     <figure><figcaption>SNR (dB)</figcaption><canvas id="hist-snr" class="hist"></canvas><div class="note" id="hist-snr-note"></div></figure>
+    <figure><figcaption>DNSMOS P.835 OVRL</figcaption><canvas id="hist-dnsmos_ovrl" class="hist"></canvas><div class="note" id="hist-dnsmos_ovrl-note"></div></figure>
+    <figure><figcaption>DNSMOS P.835 SIG</figcaption><canvas id="hist-dnsmos_sig" class="hist"></canvas><div class="note" id="hist-dnsmos_sig-note"></div></figure>
+    <figure><figcaption>DNSMOS P.835 BAK</figcaption><canvas id="hist-dnsmos_bak" class="hist"></canvas><div class="note" id="hist-dnsmos_bak-note"></div></figure>
+    <figure><figcaption>effective bandwidth (Hz)</figcaption><canvas id="hist-bandwidth" class="hist"></canvas><div class="note" id="hist-bandwidth-note"></div></figure>
+    <figure><figcaption>loudness (LUFS, ITU-R BS.1770)</figcaption><canvas id="hist-loudness" class="hist"></canvas><div class="note" id="hist-loudness-note"></div></figure>
   </div>
 </section>
 <section id="samples-sec">
@@ -337,7 +344,9 @@ input, select, button { font:inherit; padding:3px 6px; }
     <label>text / id<input id="f-q" size="24" placeholder="search"></label>
     <label>sort<select id="f-sort">
       <option value="">manifest order</option><option value="-duration_s">longest</option><option value="duration_s">shortest</option>
-      <option value="snr_db">lowest SNR</option><option value="-snr_db">highest SNR</option><option value="sample_id">id</option>
+      <option value="snr_db">lowest SNR</option><option value="-snr_db">highest SNR</option>
+      <option value="dnsmos_ovrl">lowest DNSMOS</option><option value="bandwidth_hz">narrowest band</option>
+      <option value="loudness_lufs">quietest</option><option value="sample_id">id</option>
     </select></label>
     <label>per page<select id="f-limit"><option>25</option><option selected>50</option><option>100</option><option>200</option></select></label>
     <button type="submit">filter</button>
@@ -352,7 +361,7 @@ input, select, button { font:inherit; padding:3px 6px; }
   <div id="pager"><button id="prev" type="button">&#8249; prev</button><span id="page-info"></span><button id="next" type="button">next &#8250;</button></div>
   <div class="scroll" style="max-height:640px">
   <table id="samples-table">
-    <thead><tr><th></th><th>sample</th><th>kind</th><th>source</th><th>speakers</th><th class="num">dur s</th><th class="num">SNR dB</th><th>license</th><th>text</th></tr></thead>
+    <thead><tr><th></th><th>sample</th><th>kind</th><th>source</th><th>speakers</th><th class="num">dur s</th><th class="num">SNR dB</th><th class="num">OVRL</th><th class="num">BW kHz</th><th class="num">LUFS</th><th>license</th><th>text</th></tr></thead>
     <tbody></tbody>
   </table>
   </div>
@@ -371,7 +380,7 @@ input, select, button { font:inherit; padding:3px 6px; }
   <h2>Rejects</h2>
   <div class="note" id="rejects-note"></div>
   <table id="rejects-table">
-    <thead><tr><th>stage</th><th>reason</th><th class="num">count</th><th class="num">seconds</th><th>examples</th></tr></thead>
+    <thead><tr><th>stage</th><th>reason</th><th class="num">count</th><th class="num">hours</th><th class="num">% of input</th><th>examples</th></tr></thead>
     <tbody></tbody>
   </table>
 </section>
@@ -477,11 +486,13 @@ async function loadSummary() {
   bars($("chart-speaker"), s.by_speaker, "speaker");
 }
 async function loadHists() {
-  for (const [field, id, unit] of [["duration_s", "hist-duration", "seconds"], ["snr_db", "hist-snr", "dB"]]) {
+  for (const [field, id, unit] of [["duration_s", "hist-duration", "seconds"], ["snr_db", "hist-snr", "dB"],
+      ["dnsmos_ovrl", "hist-dnsmos_ovrl", "MOS"], ["dnsmos_sig", "hist-dnsmos_sig", "MOS"], ["dnsmos_bak", "hist-dnsmos_bak", "MOS"],
+      ["bandwidth_hz", "hist-bandwidth", "Hz"], ["loudness_lufs", "hist-loudness", "LUFS"]]) {
     const h = await api(`/api/hist?field=${field}&bins=30`);
     hist($(id), h, unit);
     $(id + "-note").textContent = h.n ? `${h.n} samples · mean ${fmtN(h.mean, 2)} · median ${fmtN(h.median, 2)}` +
-      (h.missing ? ` · ${h.missing} without a value` : "") : "no values";
+      (h.missing ? ` · ${h.missing} without a value` : "") : (h.missing ? `not measured in this run (${h.missing} samples)` : "no values");
   }
 }
 async function loadFilters() {
@@ -514,7 +525,9 @@ async function loadSamples() {
     const tr = el("tr", {class: "sample-row", "data-id": s.sample_id, "data-kind": s.kind},
       el("td", {}, play), el("td", {class: "mono", text: s.sample_id}), el("td", {text: s.kind}), el("td", {text: s.source}),
       el("td", {text: (s.speakers || []).join(", ")}), el("td", {class: "num", text: fmtN(s.duration_s, 2)}),
-      el("td", {class: "num", text: fmtN(s.snr_db, 1)}), el("td", {text: s.license || ""}),
+      el("td", {class: "num", text: fmtN(s.snr_db, 1)}), el("td", {class: "num", text: fmtN(s.dnsmos_ovrl, 2)}),
+      el("td", {class: "num", text: s.bandwidth_hz == null ? "" : fmtN(s.bandwidth_hz / 1000, 1)}),
+      el("td", {class: "num", text: fmtN(s.loudness_lufs, 1)}), el("td", {text: s.license || ""}),
       el("td", {class: "text", text: (s.text || "") + (s.text_len > (s.text || "").length ? " …" : "")}));
     tr.addEventListener("click", () => openSample(s.sample_id, true));
     if (s.sample_id === state.selected) tr.classList.add("sel");
@@ -587,7 +600,10 @@ async function openSample(id, play) {
   a.src = "/api/audio/" + encodeURIComponent(id) + ".wav";
   timeline(s);
   $("sample-meta").textContent = `source ${s.source} · recording ${s.recording_id} @ ${fmtN(s.start_s, 2)}–${fmtN(s.end_s, 2)} s · ` +
-    `speakers ${(s.speakers || []).join(", ")} · license ${s.license} · SNR ${fmtN(s.snr_db, 1)} dB · speech ${fmtN(s.speech_ratio, 2)} · shard ${s.shard}`;
+    `speakers ${(s.speakers || []).join(", ")} · license ${s.license} · SNR ${fmtN(s.snr_db, 1)} dB · speech ${fmtN(s.speech_ratio, 2)} · ` +
+    `DNSMOS SIG/BAK/OVRL ${fmtN(s.dnsmos_sig, 2)}/${fmtN(s.dnsmos_bak, 2)}/${fmtN(s.dnsmos_ovrl, 2)} · bandwidth ${fmtN(s.bandwidth_hz, 0)} Hz · ` +
+    `loudness ${fmtN(s.loudness_lufs, 1)} LUFS` + (s.loudness_normalized_to == null ? "" : ` (written at ${fmtN(s.loudness_normalized_to, 1)} LUFS target, gain ${fmtN(s.loudness_gain_db, 1)} dB)`) +
+    ` · shard ${s.shard}`;
   if (location.hash !== "#sample=" + encodeURIComponent(id)) history.replaceState(null, "", "#sample=" + encodeURIComponent(id));
   if (play) a.play().catch(() => {});
 }
@@ -611,7 +627,8 @@ async function loadRejects() {
     const ex = el("div", {class: "ex"});
     for (const e of g.examples) ex.append(el("div", {}, el("span", {class: "mono", text: e.item}), " — " + (e.detail || "")));
     tb.append(el("tr", {class: "reject-row"}, el("td", {text: g.stage}), el("td", {class: "mono", text: g.reason}),
-      el("td", {class: "num", text: String(g.count)}), el("td", {class: "num", text: fmtN(g.seconds, 1)}), el("td", {}, ex)));
+      el("td", {class: "num", text: String(g.count)}), el("td", {class: "num", text: fmtN(g.hours, 4)}),
+      el("td", {class: "num", text: g.share == null ? "" : fmtN(100 * g.share, 2)}), el("td", {}, ex)));
   }
 }
 async function loadTokens() {

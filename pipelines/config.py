@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.stages.diarize import DiarizeConfig
+from pipelines.stages.measures import MeasureConfig
 from pipelines.stages.quality import FilterConfig
 from pipelines.stages.segment import SegmentConfig
 from pipelines.stages.vad import VadConfig
@@ -65,6 +66,7 @@ class IngestConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
+    measures: MeasureConfig = field(default_factory=MeasureConfig)  # DNSMOS, bandwidth, loudness (+ normalisation)
     shards: ShardConfig = field(default_factory=ShardConfig)
     storage: StorageOptions = field(default_factory=StorageOptions)
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
@@ -82,6 +84,7 @@ class IngestConfig:
             raise ValueError("no sources configured")
         self.segment.validate()
         self.filters.lid.validate()
+        self.measures.validate(self.filters)
         self.diarization.model.validate()
 
     def to_dict(self) -> dict:
@@ -92,7 +95,8 @@ class IngestConfig:
 
     def processing_fingerprint(self) -> str:
         """What a unit's output depends on besides its recordings."""
-        d = {k: v for k, v in self.to_dict().items() if k in ("sample_rate", "vad", "segment", "filters", "shards", "diarization")}
+        d = {k: v for k, v in self.to_dict().items() if k in ("sample_rate", "vad", "segment", "filters", "shards", "diarization",
+                                                          "measures")}
         d["pipeline_version"] = PIPELINE_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 

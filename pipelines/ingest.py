@@ -44,6 +44,12 @@ def prepare_sources(cfg: IngestConfig, say: Callable[[str], None] = print) -> tu
         mod = source_registry.get(spec.name)
         target = Path(cfg.sources_dir) / spec.name
         say(f"[source] {spec.name}: download/prepare into {target}")
+        if getattr(mod, "USES_RAY", False):  # the recipe spreads its work (synthesis) over the job's Ray
+            from jobs.cluster import init_ray
+
+            mod.check_options(**spec.options)  # a bad option fails here, before Ray starts
+
+            init_ray(cfg.address, cfg.num_cpus)
         downloaded = mod.download(target, **spec.options)
         seen: set[str] = set()
         n = 0

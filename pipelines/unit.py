@@ -21,6 +21,7 @@ from jobs.runner import commit_unit
 from manifests.rows import Diarization, Recording, Reject, Sample, Shard
 from pipelines.config import IngestConfig
 from pipelines.sources.manifest import safe_id
+from pipelines.stages import measures as M
 from pipelines.stages import quality as Q
 from pipelines.stages.decode import Decoded, DecodeError, decode_bytes
 from pipelines.stages.dedup import Fingerprint, fingerprint
@@ -102,6 +103,7 @@ class UnitProcessor:
         self.run_id = run_id
         self.vad = SileroVad(cfg.vad.batch_windows, cfg.vad.model_rate)
         self.lid = Lid(cfg.filters.lid)
+        self.measurer = M.Measurer(cfg.measures, cfg.sample_rate)
 
     # ------------------------------------------------------------------------------------------------------
     def process(self, unit: WorkUnit) -> dict:
@@ -109,7 +111,8 @@ class UnitProcessor:
 
         Recordings are read and decoded in order into a group until the group holds ``cfg.vad_batch_max_s`` of
         audio (a longer recording makes a group alone); the group is VAD-ed as one batch, diarized and cut, its
-        samples are FLAC-encoded at once into a temporary spill file, and its audio is dropped before the next
+        candidate samples are measured together (bandwidth, loudness, DNSMOS batched; §7) and filtered, the kept
+        ones FLAC-encoded at once into a temporary spill file, and its audio is dropped before the next
         recording is read. The shards are then written from the spill file in sample-id order. A unit's peak
         memory is bounded by that budget plus its longest recording, not by its total hours; a unit of short
         recordings is still one group, as before (one VAD batch, the same bytes)."""
@@ -138,18 +141,27 @@ class UnitProcessor:
                 t.mask = speech_mask(t.regions, len(t.audio), cfg.sample_rate)
                 t.noise = Q.noise_floor(t.audio, t.mask)
             diar_rows.extend(self._diarize(group, rejecter("diarize")))
-            for rec, dec, tracks in group:
-                for kind, cut in self._cut(rec, dec, tracks, rejecter("segment")).items():
-                    for smp, audio in cut:
-                        if not self._language_ok(rec, smp, audio, rejecter("segment")):
-                            continue
-                        if cfg.filters.dedup.enabled:
-                            fps.append(fingerprint(smp.sample_id, kind, rec.recording_id, rec.source, audio,
-                                                   cfg.sample_rate, cfg.filters.dedup))
-                        flac = encode_flac(audio, cfg.sample_rate, cfg.shards.flac_compression)
-                        smp.sha256 = storage.sha256_bytes(flac)
-                        items[kind].append((smp, spill.tell(), len(flac)))
-                        spill.write(flac)
+            cuts = [(rec, kind, smp, audio) for rec, dec, tracks in group
+                    for kind, cut in self._cut(rec, dec, tracks, rejecter("segment")).items() for smp, audio in cut]
+            # language ID first (cheap; a wrong-language sample is not measured)
+            cuts = [c for c in cuts if self._language_ok(c[0], c[2], c[3], rejecter("segment"))]
+            # the measures (DNSMOS batched over the group's samples), their filters, optional loudness normalisation
+            for (rec, kind, smp, audio), sc in zip(cuts, self.measurer.measure([c[3] for c in cuts], cfg.filters)):
+                bad = M.check(sc, cfg.filters)
+                if bad:
+                    rejecter("segment")(rec, smp.sample_id, "filters", bad[0], bad[1], smp.duration_s)
+                    continue
+                audio = self.measurer.normalize(audio, sc)
+                if cfg.filters.dedup.enabled:  # of the audio as written
+                    fps.append(fingerprint(smp.sample_id, kind, rec.recording_id, rec.source, audio,
+                                           cfg.sample_rate, cfg.filters.dedup))
+                for k in M.COLUMNS:
+                    setattr(smp, k, getattr(sc, k))
+                flac = encode_flac(audio, cfg.sample_rate, cfg.shards.flac_compression)
+                smp.sha256 = storage.sha256_bytes(flac)
+                items[kind].append((smp, spill.tell(), len(flac)))
+                spill.write(flac)
+            del cuts
             group.clear()  # the group's audio goes before the next recording is read
 
         with tempfile.TemporaryFile(prefix="matalu-unit-") as spill:

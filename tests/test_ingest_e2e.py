@@ -132,7 +132,7 @@ def test_mono_samples_carry_text_and_speaker(ingested):
     cfg, _ = ingested
     mono = [s for s in read_rows(manifest_uri(cfg.out, "samples"), Sample) if s.kind == "mono"]
     assert mono and all(s.text and len(s.speakers) == 1 for s in mono)
-    assert {sp for s in mono for sp in s.speakers} == {"espeak-te", "espeak-te+f3"}
+    assert {sp for s in mono for sp in s.speakers} == {"espeak:te:p30-50:s150-175", "espeak:te+f3:p55-75:s140-165"}
     assert all(1.0 <= s.duration_s <= 30.0 and s.speech_ratio >= 0.3 and s.snr_db > 20 for s in mono)
 
 

@@ -2,4 +2,4 @@
 
 To add a subcommand, write ``matalu/commands/<name>.py`` and list it in ``COMMANDS``."""
 
-COMMANDS = ["ingest", "manifests", "sources", "diarize", "der", "codec", "encode", "jobs", "lm"]
+COMMANDS = ["ingest", "manifests", "sources", "texts", "diarize", "der", "codec", "encode", "jobs", "lm"]

@@ -18,6 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sources-dir", help="where recipes download/extract/synthesize (default data/sources)")
     p.add_argument("--texts", help="synthetic source: your own JSONL of {\"q\": ..., \"a\": ...} pairs")
     p.add_argument("--dialogs", type=int, help="synthetic source: number of dialogs")
+    p.add_argument("--voices", action="append", metavar="SPEC",
+                   help="synthetic source: voice pool (repeatable): [N*]espeak[:LANG], [N*]mms:DIR, "
+                        "[N*]command:'PROGRAM ... {out}'; default 2*espeak")
     p.add_argument("--manifest", help="manifest source: CSV/TSV/JSONL listing your audio")
     p.add_argument("--mirror", help="base URL serving the source's published files (e.g. a local mirror of OpenSLR)")
     p.add_argument("--archive", help="the source's archive or copy you already have: a local path, directory or URL (Common Voice, MUCS, IndicTTS, Kathbath, IndicVoices)")
@@ -35,6 +38,17 @@ def add_parser(sub) -> None:
                         "are rejected (wrong_language)")
     p.add_argument("--allow-empty", action="store_true",
                    help="commit even when the sources give no recordings or no samples (otherwise that is an error)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="a filter threshold (repeatable; null unsets), e.g. --filter min_dnsmos_ovrl=3.0, "
+                        "--filter min_bandwidth_hz=6000, --filter min_lufs=-45")
+    p.add_argument("--dnsmos", action="store_true",
+                   help="score every sample with DNSMOS P.835 (SIG/BAK/OVRL; costly on CPU, see README)")
+    p.add_argument("--normalize-lufs", type=float, metavar="LUFS",
+                   help="loudness-normalise the written segments to this integrated loudness, e.g. -23")
+    p.add_argument("--dry-run-filters", nargs="?", const="", default=None, metavar="RUN",
+                   help="ingest nothing: show what the filters (--config, --filter) would remove from the samples "
+                        "of the finished run RUN (default: --out), from its stored scores")
+    p.add_argument("--json", action="store_true", help="with --dry-run-filters: print the preview as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -54,6 +68,13 @@ def run(args) -> int:
         cfg.allow_empty = True
     if args.lid:
         cfg.filters.lid.audio_model = str(Path(args.lid).expanduser().resolve())
+    apply_filter_flags(cfg, args.filter)
+    if args.dnsmos:
+        cfg.measures.dnsmos = True
+    if args.normalize_lufs is not None:
+        cfg.measures.normalize_lufs = args.normalize_lufs
+    if args.dry_run_filters is not None:
+        return dry_run(cfg, args.dry_run_filters or cfg.out, args.json)
     if args.exclude_license:
         cfg.exclude_licenses = list(args.exclude_license)
     source_opts = parse_source_flags(args)
@@ -66,6 +87,8 @@ def run(args) -> int:
                 spec.options["texts"] = str(Path(args.texts).resolve())
             if args.dialogs:
                 spec.options["n_dialogs"] = args.dialogs
+            if args.voices:
+                spec.options["voices"] = [_absolute_mms(v) for v in args.voices]
         if spec.name == "manifest" and args.manifest:
             spec.options["path"] = str(Path(args.manifest).resolve())
     if args.s3_endpoint_url:
@@ -86,6 +109,46 @@ def run(args) -> int:
         print("\nThe run did NOT commit (see messages above); rerun the same command to retry.", file=sys.stderr)
         return 1
     return 0
+
+
+def apply_filter_flags(cfg, items: list[str]) -> None:
+    """--filter KEY=VALUE onto ``cfg.filters`` (a number, or null to turn a filter off)."""
+    import dataclasses
+
+    import yaml
+
+    known = {f.name for f in dataclasses.fields(cfg.filters)}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"--filter {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
+        v = yaml.safe_load(val)
+        optional = getattr(type(cfg.filters)(), key) is None  # the filters that are off by default can be turned off
+        if (v is None and not optional) or (v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))):
+            raise ValueError(f"--filter {item!r}: the value must be a number" + (", or null to turn the filter off"
+                                                                                  if optional else ""))
+        setattr(cfg.filters, key, None if v is None else float(v))
+
+
+def dry_run(cfg, run: str, as_json: bool) -> int:
+    import json
+
+    from pipelines.dryrun import preview, render
+
+    d = preview(run, cfg)
+    if as_json:
+        print(json.dumps(d.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        render(d)
+    return 0
+
+
+def _absolute_mms(spec: str) -> str:
+    """An ``mms:DIR`` voice spec with DIR made absolute (Ray workers may run elsewhere)."""
+    head, sep, folder = spec.partition("mms:")
+    if sep and not head.replace("*", "").strip("0123456789 ") and folder:
+        return f"{head}mms:{Path(folder).expanduser().resolve()}"
+    return spec
 
 
 def parse_source_flags(args) -> dict:

@@ -1,5 +1,6 @@
-"""`matalu lm train | tokenizer | eval | respond`: the audio LM over token shards (Ray Train), its text tokenizer,
-its loss per stream and conversation metrics on held-out dialogs, and a spoken reply to a WAV."""
+"""`matalu lm train | tokenizer | eval | respond | serve`: the audio LM over token shards (Ray Train), its text
+tokenizer, its loss per stream and conversation metrics on held-out dialogs, a spoken reply to a WAV, and live
+conversations over a WebSocket (with a page)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,19 @@ def add_parser(sub) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default=None)
 
+    v = lsub.add_parser("serve", help="talk to it: a full-duplex WebSocket server and a browser page (batched sessions)")
+    v.add_argument("--codec", required=True, help="the codec the LM's tokens came from (a streaming codec checkpoint)")
+    v.add_argument("--lm", required=True, help="a training output or checkpoint folder")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=8998)
+    v.add_argument("--max-sessions", type=int, default=4, help="conversations batched at once; more get `busy`")
+    v.add_argument("--send-queue", type=int, default=100,
+                   help="messages a client may fall behind before it is closed (4003 slow_reader)")
+    v.add_argument("--temperature", type=float, default=0.8)
+    v.add_argument("--top-k", type=int, default=250)
+    v.add_argument("--gpu", action="store_true", help="run the codec and the LM on CUDA")
+    v.add_argument("--threads", type=int, help="torch CPU threads")
+
 
 def _device(d: str | None) -> str:
     if d:
@@ -77,7 +91,8 @@ def _device(d: str | None) -> str:
 
 
 def run(args) -> int:
-    return {"train": _train, "tokenizer": _tokenizer, "eval": _eval, "respond": _respond}[args.lm_cmd](args)
+    return {"train": _train, "tokenizer": _tokenizer, "eval": _eval, "respond": _respond,
+            "serve": _serve}[args.lm_cmd](args)
 
 
 def _train(args) -> int:
@@ -238,4 +253,27 @@ def _respond(args) -> int:
     storage.write_bytes(args.out, encode_wav(stereo, sr))
     print(f"[lm] wrote {args.out}: {audio.shape[1] / sr:.2f} s stereo at {sr} Hz (0 = system, 1 = you) "
           f"in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _serve(args) -> int:
+    import torch
+
+    from lm.checkpoint import load_lm
+    from lm.serve import Engine, ServeConfig
+    from lm.serve_http import ServerOptions, serve_forever
+
+    cfg = ServeConfig(max_sessions=args.max_sessions, temperature=args.temperature, top_k=args.top_k)
+    cfg.validate()
+    if args.send_queue < 1:
+        raise ValueError(f"--send-queue must be at least 1; got {args.send_queue}")
+    if args.gpu and not torch.cuda.is_available():
+        raise ValueError("--gpu: no CUDA device is visible; drop --gpu to serve on the CPU")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = "cuda" if args.gpu else "cpu"
+    model, _cfg, tok, meta = load_lm(args.lm, dev)
+    codec = _codec_for(args.codec, dev, meta, args.lm)
+    engine = Engine(codec, model, cfg)
+    serve_forever(engine, tok, ServerOptions(host=args.host, port=args.port, send_queue=args.send_queue))
     return 0

@@ -22,6 +22,11 @@ class FilterConfig:
     min_snr_db: float | None = None  # off by default; SNR is still measured and stored
     lid: LidConfig = field(default_factory=LidConfig)  # language ID (pipelines/stages/lid.py)
     dedup: DedupConfig = field(default_factory=DedupConfig)  # duplicates across the run (pipelines/stages/dedup.py)
+    # Filters on pipelines/stages/measures.py's scores (docs/DESIGN.md §7), all off by default:
+    min_dnsmos_ovrl: float | None = None  # DNSMOS P.835 OVRL (1..5; Emilia keeps >= 3.0); needs measures.dnsmos
+    min_bandwidth_hz: float | None = None  # e.g. 6000 keeps wideband only (8 kHz phone audio reaches ~4000)
+    min_lufs: float | None = None  # BS.1770 integrated loudness bounds, e.g. -45 and -10
+    max_lufs: float | None = None
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 import torch
 from lm_helpers import random_batch, tiny_lm
 
-from lm.generate import init_state, sample, step
+from lm.generate import cat_rows, init_rows, init_state, sample, select_rows, step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,3 +79,55 @@ def test_a_conversation_longer_than_the_context():
     out = [step(m, st, torch.randint(0, 32, (1, 4)))[0] for _ in range(20)]
     assert st.pos == 20 and all(c.shape == (1, 4) and int(c.max()) < 32 for c in out[1:])
     assert st.caches[0].k.shape[2] == 8
+
+
+@pytest.mark.parametrize("case", ["text, uneven delays", "no delays, shared depth weights, GQA"])
+def test_rows_joining_and_leaving_equal_separate_runs(case):
+    """The server's batch: conversations join at different steps, pause (no user frame), leave; each row samples
+    from its own generator at its own positions (past the context ring too) and gives exactly the tokens of the
+    same conversation run alone."""
+    m = tiny_lm(**dict(CASES[case], context=10))
+    cfg = m.cfg
+    g = torch.Generator().manual_seed(5)
+    users = {s: torch.randint(0, cfg.K, (n, 1, cfg.Q), generator=g) for s, n in ((11, 25), (12, 14), (13, 18))}
+
+    greedy = case == "no delays, shared depth weights, GQA"  # the batched argmax path
+    kw = dict(temperature=0.0, text_temperature=0.0) if greedy else {}
+
+    def alone(seed):
+        st = init_state(m, seed=seed)
+        return [step(m, st, u, **kw) for u in users[seed]]
+
+    want = {s: alone(s) for s in users}
+    got: dict[int, list] = {s: [] for s in users}
+    joins = {0: 11, 3: 12, 9: 13}  # tick -> the conversation that joins
+    pause = {(12, 5), (12, 6), (11, 8)}  # (conversation, tick): no user frame this tick
+    state, order, fed = None, [], {s: 0 for s in users}
+    for tick in range(40):
+        if tick in joins:
+            new = init_rows(m, [joins[tick]])
+            state = new if state is None else cat_rows(state, new)
+            order.append(joins[tick])
+        done = [s for s in order if fed[s] == len(users[s])]
+        if done:
+            state = select_rows(state, [i for i, s in enumerate(order) if s not in done])
+            order = [s for s in order if s not in done]
+        if not order:
+            break
+        active = torch.tensor([(s, tick) not in pause for s in order])
+        frame = torch.cat([users[s][min(fed[s], len(users[s]) - 1)] for s in order])
+        codes, text = step(m, state, frame, active=active, **kw)
+        for i, s in enumerate(order):
+            if active[i]:
+                fed[s] += 1
+                ok = bool(codes[i, 0] >= 0)
+                got[s].append((codes[i:i + 1] if ok else None, None if text is None or not ok else text[i:i + 1]))
+            else:
+                assert int(codes[i].max()) == -1
+    for s in users:
+        assert len(got[s]) == len(want[s])
+        for (gc, gt), (wc, wt) in zip(got[s], want[s]):
+            assert (gc is None) == (wc is None)
+            if wc is not None:
+                assert torch.equal(gc, wc)
+                assert (wt is None and gt is None) or torch.equal(gt, wt)

@@ -8,32 +8,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from lm_helpers import tiny_lm
+from lm_helpers import save_tiny_codec, speechlike, tiny_lm
 
-from codec.adapters import load_codec
 from codec.model import CodecConfig, CodecModel
 from lm.respond import respond
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def speechlike(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / 16000
-    f0 = 110 + 60 * rng.random()
-    x = sum(np.sin(2 * math.pi * f0 * k * t) / k for k in range(1, 6)) * 0.1
-    return (x * (np.sin(2 * math.pi * 3 * t) > 0) + 0.01 * rng.standard_normal(n)).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def tiny_codec(tmp_path_factory):
-    from codec.train import CodecTrainConfig, save_checkpoint
-
-    torch.manual_seed(0)
-    m = CodecModel(CodecConfig.preset("tiny")).eval()
-    run = tmp_path_factory.mktemp("codec") / "run"
-    save_checkpoint(str(run), m, None, 1, CodecTrainConfig(size="tiny"))
-    return load_codec(str(run))
+    return save_tiny_codec(tmp_path_factory.mktemp("codec") / "run")
 
 
 class WholeClip:
