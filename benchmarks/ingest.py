@@ -145,7 +145,9 @@ def main() -> int:
         dn.score([rs[0]])  # warm-up
         _, stages[f"DNSMOS P.835 (onnxruntime CPU, batch {args.dnsmos_batch})"] = timed(lambda: dn.score(rs), repeat=1)
 
-    recs = [Recording(recording_id=p.stem, source="bench", uri=str(p), speaker_id="s", text="t") for p in paths]
+    # a Telugu transcript, so the default text language ID judges (and keeps) every sample as it would real data
+    text = "ఈ రోజు ఆకాశం మబ్బుగా ఉంది"
+    recs = [Recording(recording_id=p.stem, source="bench", uri=str(p), speaker_id="s", text=text) for p in paths]
     # the whole unit processor side by side: without the new measures (as before issue [10]), with the default
     # measures (bandwidth + loudness), and with DNSMOS as well
     variants = {"no quality measures": dict(dnsmos=False, bandwidth=False, loudness=False),

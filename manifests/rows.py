@@ -155,6 +155,9 @@ class Sample(Row):
     # reader fetch one sample with one ranged read (storage.read_sample_at). NULL in manifests written before.
     tar_offset: int | None = None
     tar_bytes: int | None = None
+    # language ID (pipelines/stages/lid.py): ISO 639-1 code and the identifier's probability; ""/NULL when not judged
+    language: str = ""
+    lid_score: float | None = None
     # quality measures (pipelines/stages/measures.py); NULL when the measure did not run
     dnsmos_sig: float | None = None  # DNSMOS P.835 speech signal, 1..5
     dnsmos_bak: float | None = None  # background
@@ -188,6 +191,8 @@ class Sample(Row):
             ("split", pa.string()),
             ("tar_offset", pa.int64()),
             ("tar_bytes", pa.int64()),
+            ("language", pa.string()),
+            ("lid_score", pa.float64()),
             ("dnsmos_sig", pa.float64()),
             ("dnsmos_bak", pa.float64()),
             ("dnsmos_ovrl", pa.float64()),

@@ -83,6 +83,7 @@ class IngestConfig:
         if not self.sources:
             raise ValueError("no sources configured")
         self.segment.validate()
+        self.filters.lid.validate()
         self.measures.validate(self.filters)
         self.diarization.model.validate()
 

@@ -23,7 +23,8 @@
   ``samples`` rows are :class:`manifests.rows.Sample` with ``codec_id`` set and ``shard`` = the token shard;
   ``shards`` rows have ``kind="tokens"``. ``--exclude-license GLOB`` leaves out samples whose licence matches
   (as ingestion does for recordings): each is a ``rejects`` row (stage ``encode``, reason ``license_excluded``),
-  so segment samples = token samples + rejects.
+  so segment samples = token samples + rejects. A shard member the ingest's ``samples`` manifest no longer lists
+  (a duplicate the run-level step rejected after its unit wrote the shard) is a reject too (``not_in_samples``).
 
 Frame rule: a clip of ``n`` samples gives ``ceil(n / hop)`` frames, ``hop = sample_rate / frame_rate``; the
 segment JSON's ``duration_s`` is ``n / 16000`` rounded to 4 decimals, so frames = ceil(duration_s × frame_rate).
@@ -104,6 +105,9 @@ class EncodeUnit:
     kind: str
     name: str  # shard file name without .tar
     fingerprint: str = ""
+    # the shard's samples the ingest manifests still list, when they list fewer than the shard holds (the run-level
+    # duplicate step rejects samples after their unit wrote them): the others become rejects; None: all of them
+    only: list[str] | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -142,11 +146,13 @@ def make_units(segments: str, codec_id: str, exclude_licenses: list[str] | None 
     if not files:
         raise FileNotFoundError(f"no segment shards (*.tar) under {segments}")
     known: dict[str, str] = {}
+    listed: dict[str, list[str]] = {}  # shard -> the sample ids the ingest manifests list, where fewer than it holds
     if ingest_out is not None:
         m = manifest_uri(ingest_out, "shards")
         if storage.exists(m):
             t = read_table(m, Shard)
             known = dict(zip(t.column("uri").to_pylist(), t.column("sha256").to_pylist()))
+            listed = _listed_samples(ingest_out, dict(zip(t.column("uri").to_pylist(), t.column("n_samples").to_pylist())))
     units = []
     for f in files:
         rel = f[len(seg_dir.rstrip("/")) + 1:]
@@ -160,10 +166,26 @@ def make_units(segments: str, codec_id: str, exclude_licenses: list[str] | None 
             key += "|exclude=" + ",".join(sorted(exclude_licenses))
         if variant:
             key += "|" + variant
+        only = listed.get(f)
+        if only is not None:
+            key += "|only=" + hashlib.sha256("\n".join(only).encode()).hexdigest()
         fp = hashlib.sha256(key.encode()).hexdigest()
         uid = "-".join(p.replace(".", "_") for p in rel[: -len(".tar")].split("/"))
-        units.append(EncodeUnit(uid, f, source, kind, name, fp))
+        units.append(EncodeUnit(uid, f, source, kind, name, fp, only))
     return units
+
+
+def _listed_samples(ingest_out: str, n_in_shard: dict[str, int]) -> dict[str, list[str]]:
+    """For each shard whose samples the ingest's ``samples`` manifest lists fewer of than the shard holds (samples
+    rejected after their unit wrote them: run-level duplicates), the sorted ids it lists."""
+    m = manifest_uri(ingest_out, "samples")
+    if not storage.exists(m):
+        return {}
+    t = read_table(m, Sample).select(["sample_id", "shard"])
+    by_shard: dict[str, list[str]] = {}
+    for sid, shard in zip(t.column("sample_id").to_pylist(), t.column("shard").to_pylist()):
+        by_shard.setdefault(shard, []).append(sid)
+    return {u: sorted(by_shard.get(u, [])) for u, n in n_in_shard.items() if len(by_shard.get(u, [])) < (n or 0)}
 
 
 def npy_bytes(a: np.ndarray) -> bytes:
@@ -237,8 +259,16 @@ def read_unit(unit: EncodeUnit, info: CodecInfo, keep) -> UnitAudio:
 
     items: list[tuple[str, dict, np.ndarray]] = []
     rejects: list[Reject] = []
+    only = set(unit.only) if unit.only is not None else None
     for key, members in storage.iter_shard(unit.segment_uri):
         meta, audio = read_sample(members)
+        if only is not None and key not in only:
+            rejects.append(Reject(item=key, stage="encode", reason="not_in_samples",
+                                  detail="the ingest run rejected this sample after writing its shard (its rejects "
+                                         "say why: a duplicate); it is not encoded",
+                                  source=unit.source, recording_id=meta.get("recording_id", ""),
+                                  seconds=meta.get("duration_s")))
+            continue
         if not keep(meta):
             rej = keep.reject({"source": unit.source, **meta}, stage="encode")
             rej.item = key  # the sample, not its recording

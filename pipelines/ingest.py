@@ -20,6 +20,7 @@ from manifests.rows import Diarization, Recording, Reject, Sample, Shard
 from pipelines import sources as source_registry
 from pipelines.config import IngestConfig, config_from_dict
 from pipelines.empty import empty_output_message, require_recordings
+from pipelines.stages.dedup import dedup_run
 from pipelines.unit import UnitProcessor, WorkUnit, make_units
 
 log = logging.getLogger("matalu.ingest")
@@ -114,6 +115,12 @@ def run_ingest(cfg: IngestConfig, *, command: str = "matalu ingest", say: Callab
     segments = storage.join(cfg.out, "segments")
 
     def after_merge(counts: dict, done: list[WorkUnit]) -> list[str]:
+        dups = dedup_run(cfg.out, [u.unit_id for u in done], cfg.filters.dedup)  # across units: after the merge
+        if dups:
+            counts["samples"] -= dups
+            counts["rejects"] += dups
+            say(f"[ingest] {dups} duplicate samples (first occurrence kept) moved to rejects")
+        counts["duplicates"] = dups
         counts.update(diarization_counts(cfg.out))
         missing = reconcile(cfg.out, [r for u in done for r in u.recordings])
         counts["unaccounted_recordings"] = len(missing)

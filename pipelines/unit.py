@@ -24,6 +24,8 @@ from pipelines.sources.manifest import safe_id
 from pipelines.stages import measures as M
 from pipelines.stages import quality as Q
 from pipelines.stages.decode import Decoded, DecodeError, decode_bytes
+from pipelines.stages.dedup import Fingerprint, fingerprint
+from pipelines.stages.lid import Lid
 from pipelines.stages.read import read_audio
 from pipelines.stages.segment import SYSTEM, USER, dialog_audio, dialog_windows, mono_spans, turns_in
 from pipelines.stages.vad import SileroVad, speech_mask, speech_regions
@@ -100,6 +102,7 @@ class UnitProcessor:
         self.cfg = cfg
         self.run_id = run_id
         self.vad = SileroVad(cfg.vad.batch_windows, cfg.vad.model_rate)
+        self.lid = Lid(cfg.filters.lid)
         self.measurer = M.Measurer(cfg.measures, cfg.sample_rate)
 
     # ------------------------------------------------------------------------------------------------------
@@ -120,6 +123,7 @@ class UnitProcessor:
         recs: list[Recording] = []
         diar_rows: list[Diarization] = []
         items: dict[str, list[tuple[Sample, int, int]]] = {"mono": [], "dialog": []}
+        fps: list[Fingerprint] = []  # for the run-level duplicate step (pipelines/stages/dedup.py)
         seconds_in = 0.0
         group: list[tuple[Recording, Decoded, list[_Track]]] = []
 
@@ -139,6 +143,8 @@ class UnitProcessor:
             diar_rows.extend(self._diarize(group, rejecter("diarize")))
             cuts = [(rec, kind, smp, audio) for rec, dec, tracks in group
                     for kind, cut in self._cut(rec, dec, tracks, rejecter("segment")).items() for smp, audio in cut]
+            # language ID first (cheap; a wrong-language sample is not measured)
+            cuts = [c for c in cuts if self._language_ok(c[0], c[2], c[3], rejecter("segment"))]
             # the measures (DNSMOS batched over the group's samples), their filters, optional loudness normalisation
             for (rec, kind, smp, audio), sc in zip(cuts, self.measurer.measure([c[3] for c in cuts], cfg.filters)):
                 bad = M.check(sc, cfg.filters)
@@ -146,6 +152,9 @@ class UnitProcessor:
                     rejecter("segment")(rec, smp.sample_id, "filters", bad[0], bad[1], smp.duration_s)
                     continue
                 audio = self.measurer.normalize(audio, sc)
+                if cfg.filters.dedup.enabled:  # of the audio as written
+                    fps.append(fingerprint(smp.sample_id, kind, rec.recording_id, rec.source, audio,
+                                           cfg.sample_rate, cfg.filters.dedup))
                 for k in M.COLUMNS:
                     setattr(smp, k, getattr(sc, k))
                 flac = encode_flac(audio, cfg.sample_rate, cfg.shards.flac_compression)
@@ -181,7 +190,7 @@ class UnitProcessor:
                     samples += [s for s, _, _ in items[kind]]
 
         rejects = phases["decode"] + phases["diarize"] + phases["segment"]
-        self._commit_parts(unit, recs, samples, rejects, shard_rows, diar_rows)
+        self._commit_parts(unit, recs, samples, rejects, shard_rows, diar_rows, fps)
         return {
             "unit_id": unit.unit_id,
             "recordings": len(recs),
@@ -231,6 +240,19 @@ class UnitProcessor:
             reject(rec, rec.recording_id, "segment", "internal_error", f"{type(e).__name__}: {e}")
             return {}
         return {"mono": m, "dialog": d}
+
+    def _language_ok(self, rec: Recording, smp: Sample, audio: np.ndarray, reject) -> bool:
+        """Language ID of one sample (its transcript, else its recording's when the recording was cut into several
+        samples, else its audio when --lid is given): a sample in another language becomes a ``wrong_language``
+        reject; a kept one carries ``language`` and ``lid_score``."""
+        v = self.lid.judge(smp.text or rec.text, audio, self.cfg.sample_rate)
+        if v is None:
+            return True
+        if not v.ok:
+            reject(rec, smp.sample_id, "lid", "wrong_language", v.detail, smp.duration_s)
+            return False
+        smp.language, smp.lid_score = v.language, v.score
+        return True
 
     # ------------------------------------------------------------------------------------------------------
     def _diarize(self, decoded, reject) -> list[Diarization]:
@@ -360,8 +382,9 @@ class UnitProcessor:
             for i, info in enumerate(writer.shards)
         ]
 
-    def _commit_parts(self, unit, recs, samples, rejects, shards, diar) -> None:
+    def _commit_parts(self, unit, recs, samples, rejects, shards, diar, fps) -> None:
         commit_unit(self.cfg.out, unit.unit_id, unit.fingerprint, self.run_id,
                     {"recordings": (recs, Recording), "samples": (samples, Sample), "rejects": (rejects, Reject),
-                     "shards": (shards, Shard), "diarization": (diar, Diarization)},
+                     "shards": (shards, Shard), "diarization": (diar, Diarization),
+                     "fingerprints": (fps, Fingerprint)},
                     [s.uri for s in shards])

@@ -32,6 +32,10 @@ def add_parser(sub) -> None:
                    help="leave out recordings whose license matches (glob, repeatable), e.g. 'CC-BY-NC*'; reported as rejects")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (MinIO, Ceph); credentials come from the AWS chain")
     p.add_argument("--unit-size", type=int, help="recordings per work unit")
+    p.add_argument("--lid", metavar="DIR",
+                   help="audio language ID of samples without a transcript (podcasts): a local transformers "
+                        "audio-classification model folder (e.g. an MMS-LID copy); samples it does not call Telugu "
+                        "are rejected (wrong_language)")
     p.add_argument("--allow-empty", action="store_true",
                    help="commit even when the sources give no recordings or no samples (otherwise that is an error)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
@@ -62,6 +66,8 @@ def run(args) -> int:
             setattr(cfg, name, v)
     if args.allow_empty:
         cfg.allow_empty = True
+    if args.lid:
+        cfg.filters.lid.audio_model = str(Path(args.lid).expanduser().resolve())
     apply_filter_flags(cfg, args.filter)
     if args.dnsmos:
         cfg.measures.dnsmos = True

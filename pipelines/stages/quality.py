@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from pipelines.stages.dedup import DedupConfig
+from pipelines.stages.lid import LidConfig
 
 CLIP_LEVEL = 0.999
 _FRAME = 320  # 20 ms at 16 kHz
@@ -17,6 +20,8 @@ class FilterConfig:
     min_speech_ratio: float = 0.3
     max_clipping: float = 0.001  # fraction of samples at full scale
     min_snr_db: float | None = None  # off by default; SNR is still measured and stored
+    lid: LidConfig = field(default_factory=LidConfig)  # language ID (pipelines/stages/lid.py)
+    dedup: DedupConfig = field(default_factory=DedupConfig)  # duplicates across the run (pipelines/stages/dedup.py)
     # Filters on pipelines/stages/measures.py's scores (docs/DESIGN.md §7), all off by default:
     min_dnsmos_ovrl: float | None = None  # DNSMOS P.835 OVRL (1..5; Emilia keeps >= 3.0); needs measures.dnsmos
     min_bandwidth_hz: float | None = None  # e.g. 6000 keeps wideband only (8 kHz phone audio reaches ~4000)

@@ -1,0 +1,281 @@
+"""Duplicate removal across a whole run (docs/DESIGN.md §6, duplicates).
+
+Each unit writes a fingerprint per sample (``parts/<unit>/fingerprints.parquet``, with its other parts): the
+sha256 of the sample's decoded 16-bit PCM (exact duplicates: the same audio in another file or container) and
+spectral-peak *landmarks* (near duplicates: the same clip at another bitrate or level, the same jingle or ad in
+many episodes). After every unit is done, :func:`find_duplicates` walks the samples in run order (unit order, then
+sample id) and keeps the first occurrence; a later sample whose PCM hash equals a kept one's, or that shares a long
+enough matching stretch of landmarks with a kept one, becomes a ``duplicate`` reject naming the kept sample. It is
+a pure function of the committed parts, so a resumed run reaches the same decision.
+
+Landmarks (the method chosen by measurement, benchmarks/RESULTS.md "Quality filters B"): the log-magnitude STFT
+(of the audio resampled to 8 kHz: 32 ms window, 16 ms hop, 125 Hz–4 kHz) is reduced to local maxima (±64 ms, ±188 Hz) within ``peak_range_db`` of
+the clip's loudest peak (no per-second cap: one would depend on where a clip starts); each peak is paired with the next ``fanout`` peaks
+up to 640 ms later and ±1.25 kHz away, and the pair (f1, f2 − f1, Δt) is a 20-bit hash at the anchor's time.
+This is done on two STFT grids half a hop apart (times in 8 ms ticks): a copy that starts mid-frame (a jingle
+inserted anywhere) meets one of them within 4 ms, where one grid alone kept only ~20% of its peaks.
+Peaks are where the energy is, so they survive lossy re-encoding (which drops the quiet detail between them) and
+level changes (the peak picking is relative to the clip). Two clips match when many hashes agree at one time
+offset: at least ``min_hits`` agreeing hashes that cover ``min_match_s`` of the later clip (or half of a clip
+shorter than twice that), and at least ``min_hit_rate`` of the later clip's landmarks in that stretch.
+
+What is rejected for a jingle inside longer recordings: the later *segment* that contains a matching stretch,
+whole (its other speech with it). Transcripts never decide: the same sentence read by another speaker is
+different audio and is kept; the same recording twice is the same audio and is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from manifests.rows import Reject, Row
+
+SR = 16000  # the samples' rate
+FP_RATE, N_FFT, HOP = 8000, 256, 128  # landmarks are taken at 8 kHz (only 125 Hz-4 kHz is used): 32 ms, 16 ms hop
+TICK = SR * HOP // FP_RATE // 2  # samples at 16 kHz per 8 ms tick: the frame grid at two phases, half a hop apart
+F_LO, F_HI = 4, 128  # bins (31.25 Hz each): 125 Hz .. 4 kHz
+PEAK_T, PEAK_F = 4, 6  # local-maximum neighbourhood, frames / bins either side
+PAIR_DT, PAIR_DF = 40, 40  # target zone: up to 40 frames (640 ms) later, +-40 bins
+
+
+@dataclass
+class DedupConfig:
+    enabled: bool = True
+    near: bool = True  # landmark matching; false keeps exact (same decoded PCM) duplicates only
+    min_match_s: float = 2.0  # a matching stretch this long (or half of a shorter clip) makes a duplicate
+    min_hits: int = 20
+    min_hit_rate: float = 0.35  # re-encodes and jingles: 41-82%; the same sentence at another espeak pitch: <= 22%
+    peak_range_db: float = 45.0
+    fanout: int = 4
+    max_refs_per_hash: int = 16  # earlier samples remembered per hash (the first ones kept)
+
+
+@dataclass
+class Fingerprint(Row):
+    """One sample's fingerprint, written with its unit (not merged into a manifest)."""
+
+    TABLE: ClassVar[str] = "fingerprints"
+    sample_id: str
+    kind: str  # mono | dialog: compared only with samples of the same kind (a dialog window holds its mono turns)
+    recording_id: str
+    source: str
+    duration_s: float
+    pcm_sha256: str
+    hashes: list[int]
+    times: list[int]  # the anchor's time in ticks (8 ms)
+
+    SCHEMA: ClassVar[pa.Schema] = pa.schema([
+        ("sample_id", pa.string()), ("kind", pa.string()), ("recording_id", pa.string()), ("source", pa.string()),
+        ("duration_s", pa.float64()), ("pcm_sha256", pa.string()), ("hashes", pa.list_(pa.int32())),
+        ("times", pa.list_(pa.int32())),
+    ])
+
+
+def pcm_sha256(audio: np.ndarray) -> str:
+    """sha256 of the audio as 16-bit PCM (what the FLAC holds), channels interleaved."""
+    a = np.atleast_2d(audio)
+    pcm = np.clip(np.round(a.T * 32768.0), -32768, 32767).astype("<i2")
+    return hashlib.sha256(pcm.tobytes()).hexdigest()
+
+
+def _maxfilter(x: np.ndarray, rt: int, rf: int) -> np.ndarray:
+    """The maximum over a (2 rt + 1) x (2 rf + 1) neighbourhood, separably (running maxima of shifted views)."""
+    p = np.pad(x, ((rt, rt), (0, 0)), constant_values=-np.inf)
+    m = p[: len(x)].copy()
+    for k in range(1, 2 * rt + 1):
+        np.maximum(m, p[k : k + len(x)], out=m)
+    p = np.pad(m, ((0, 0), (rf, rf)), constant_values=-np.inf)
+    out = p[:, : x.shape[1]].copy()
+    for k in range(1, 2 * rf + 1):
+        np.maximum(out, p[:, k : k + x.shape[1]], out=out)
+    return out
+
+
+def peaks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral peaks of 8 kHz mono audio: (frame, bin) arrays sorted by frame then bin."""
+    x = np.asarray(audio, np.float32)
+    if len(x) < N_FFT:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP] * np.hanning(N_FFT).astype(np.float32)
+    spec = np.abs(np.fft.rfft(frames, axis=1))[:, F_LO:F_HI]
+    db = 20 * np.log10(spec + 1e-9)
+    is_peak = (db == _maxfilter(db, PEAK_T, PEAK_F)) & (db >= db.max() - cfg.peak_range_db)
+    t, f = np.nonzero(is_peak)
+    order = np.lexsort((f, t))
+    return t[order], f[order]
+
+
+def landmarks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, anchor frames) of 8 kHz mono audio: each peak paired with the next ``fanout`` peaks (in time, then
+    frequency order) that lie 1..PAIR_DT frames later and within PAIR_DF bins."""
+    t, f = peaks(audio, cfg)
+    t, f = t.astype(np.int64), f.astype(np.int64)
+    n = len(t)
+    taken = np.zeros(n, np.int64)
+    hs, ts, order = [], [], []
+    k = 1
+    while k < n:
+        i = np.arange(n - k)
+        dt, df = t[k:] - t[:-k], f[k:] - f[:-k]
+        if not (dt[taken[:-k] < cfg.fanout] <= PAIR_DT).any():
+            break  # every peak still short of pairs is already further than PAIR_DT from its k-th successor
+        ok = (dt >= 1) & (dt <= PAIR_DT) & (np.abs(df) <= PAIR_DF) & (taken[:-k] < cfg.fanout)
+        sel = i[ok]
+        hs.append((f[sel] << 13) | ((df[ok] + 64) << 6) | dt[ok])
+        ts.append(t[sel])
+        order.append(sel * 1024 + k)
+        taken[sel] += 1
+        k += 1
+    if not hs:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    o = np.argsort(np.concatenate(order), kind="stable")
+    return np.concatenate(hs)[o].astype(np.int32), np.concatenate(ts)[o].astype(np.int32)
+
+
+def fingerprint(sample_id: str, kind: str, recording_id: str, source: str, audio: np.ndarray, sr: int,
+                cfg: DedupConfig) -> Fingerprint:
+    """``audio``: [channels, samples] at 16 kHz (a dialog's channels are mixed for the landmarks)."""
+    if sr != SR:
+        raise ValueError(f"fingerprints are taken at {SR} Hz, got {sr} Hz audio")
+    a = np.atleast_2d(audio)
+    h, t = np.zeros(0, np.int32), np.zeros(0, np.int32)
+    if cfg.near:  # the STFT grid at two phases, so a copy that starts mid-frame still meets one of them closely
+        from storage.audio import resample
+
+        mono = resample(a.mean(axis=0, keepdims=True).astype(np.float32), SR, FP_RATE, quality="QQ")[0]
+        half = HOP // 2
+        (h0, t0), (h1, t1) = landmarks(mono, cfg), landmarks(mono[half:], cfg)
+        h, t = np.concatenate([h0, h1]), np.concatenate([2 * t0, 2 * t1 + 1]).astype(np.int32)
+        order = np.argsort(t, kind="stable")
+        h, t = h[order], t[order]
+    return Fingerprint(sample_id=sample_id, kind=kind, recording_id=recording_id, source=source,
+                       duration_s=round(a.shape[-1] / sr, 4), pcm_sha256=pcm_sha256(a), hashes=h.tolist(),
+                       times=t.tolist())
+
+
+@dataclass
+class Match:
+    kept: int  # index of the kept fingerprint
+    hits: int
+    offset_ticks: int
+    span_s: float
+    rate: float  # hits / the later clip's landmarks in the matching stretch
+
+
+def best_match(fp: Fingerprint, refs: dict[int, list[tuple[int, int]]], durations: list[float],
+               cfg: DedupConfig) -> Match | None:
+    """The earliest kept sample that ``fp`` shares a long enough matching stretch with, or None."""
+    if not fp.hashes:
+        return None
+    votes: dict[tuple[int, int], list[int]] = defaultdict(list)  # (kept sample, offset) -> this clip's landmarks
+    for i, (h, t) in enumerate(zip(fp.hashes, fp.times)):
+        for ref, rt in refs.get(h, ()):
+            votes[(ref, t - rt)].append(i)
+    if not votes:
+        return None
+    times = np.asarray(fp.times)
+    by_ref: dict[int, Match] = {}
+    for (ref, off), ids in votes.items():
+        if len(ids) * 5 < cfg.min_hits:
+            continue
+        # an offset's neighbours (+-2 ticks: the grids' phases, codec delay) count with it; each landmark once
+        hit = sorted(set(ids).union(*(votes.get((ref, off + d), []) for d in (-2, -1, 1, 2))))
+        if len(hit) < cfg.min_hits:
+            continue
+        lo, hi = int(times[hit].min()), int(times[hit].max())
+        span = (hi - lo + 1) * TICK / SR
+        need = min(cfg.min_match_s, 0.5 * min(fp.duration_s, durations[ref]))
+        inside = int(((times >= lo) & (times <= hi)).sum())
+        if span + 1e-9 < need or len(hit) < cfg.min_hit_rate * inside:
+            continue
+        m = Match(ref, len(hit), off, round(span, 2), round(len(hit) / max(inside, 1), 3))
+        if ref not in by_ref or m.hits > by_ref[ref].hits:
+            by_ref[ref] = m
+    return by_ref[min(by_ref)] if by_ref else None
+
+
+def find_duplicates(fps: list[Fingerprint], cfg: DedupConfig) -> list[Reject]:
+    """``fps`` in run order (unit order, then sample id); a ``duplicate`` reject for each sample whose audio is an
+    earlier kept sample's of the same kind (first occurrence kept). Mono samples and dialog windows are compared
+    apart: a dialog window is cut from the same audio as its recording's mono utterances, by design."""
+    if not cfg.enabled:
+        return []
+    out: list[Reject] = []
+    for kind in sorted({f.kind for f in fps}):
+        out += _find_duplicates([f for f in fps if f.kind == kind], cfg)
+    order = {f.sample_id: i for i, f in enumerate(fps)}
+    return sorted(out, key=lambda r: order[r.item])
+
+
+def _find_duplicates(fps: list[Fingerprint], cfg: DedupConfig) -> list[Reject]:
+    exact: dict[str, int] = {}
+    refs: dict[int, list[tuple[int, int]]] = {}
+    n_refs: dict[int, int] = defaultdict(int)
+    durations: list[float] = []
+    kept_ids: list[str] = []
+    out: list[Reject] = []
+    for fp in fps:
+        detail = ""
+        if fp.pcm_sha256 in exact:
+            detail = f"exact duplicate of {kept_ids[exact[fp.pcm_sha256]]} (the same decoded audio)"
+        elif cfg.near:
+            m = best_match(fp, refs, durations, cfg)
+            if m is not None:
+                detail = (f"near duplicate of {kept_ids[m.kept]}: {m.span_s:.1f} s of matching audio "
+                          f"({m.hits} landmark hits, {100 * m.rate:.0f}% of its landmarks there, at offset "
+                          f"{m.offset_ticks * TICK / SR:+.2f} s)")
+        if detail:
+            out.append(Reject(item=fp.sample_id, stage="dedup", reason="duplicate", detail=detail, source=fp.source,
+                              recording_id=fp.recording_id, seconds=fp.duration_s))
+            continue
+        k = len(kept_ids)
+        kept_ids.append(fp.sample_id)
+        durations.append(fp.duration_s)
+        exact[fp.pcm_sha256] = k
+        for h, t in zip(fp.hashes, fp.times):
+            lst = refs.setdefault(h, [])
+            if lst and lst[-1][0] != k and n_refs[h] >= cfg.max_refs_per_hash:
+                continue  # a common hash: the first kept samples that have it are enough
+            if not lst or lst[-1][0] != k:
+                n_refs[h] += 1
+            lst.append((k, t))
+    return out
+
+
+def dedup_run(root: str, unit_ids: list[str], cfg: DedupConfig) -> int:
+    """The run-level step after the merge: read the units' fingerprints (in ``unit_ids`` order), find the
+    duplicates, and move them from ``manifests/samples.parquet`` to ``manifests/rejects.parquet``. Returns how many.
+
+    The merged tables are rewritten from the parts at every merge, so this runs on fresh tables each time and its
+    result depends only on the committed parts (resume-safe, deterministic)."""
+    import pyarrow.compute as pc
+
+    import storage
+    from jobs.runner import parts_uri
+    from manifests.io import concat_tables, manifest_uri, read_rows, read_table, table_bytes, to_table
+    from manifests.rows import Sample
+
+    if not cfg.enabled:
+        return 0
+    fps: list[Fingerprint] = []
+    for u in unit_ids:
+        part = storage.join(parts_uri(root, u), f"{Fingerprint.TABLE}.parquet")
+        if storage.exists(part):
+            fps += sorted(read_rows(part, Fingerprint), key=lambda f: f.sample_id)
+    dups = find_duplicates(fps, cfg)
+    if not dups:
+        return 0
+    gone = pa.array([r.item for r in dups], pa.string())
+    samples = read_table(manifest_uri(root, "samples"), Sample)
+    keep = pc.invert(pc.is_in(samples.column("sample_id"), value_set=gone))
+    storage.write_bytes(manifest_uri(root, "samples"), table_bytes(samples.filter(keep)))
+    rejects = read_table(manifest_uri(root, "rejects"), Reject)
+    storage.write_bytes(manifest_uri(root, "rejects"),
+                        table_bytes(concat_tables([rejects, to_table(dups, Reject)], Reject)))
+    return len(dups)
