@@ -209,7 +209,9 @@ def compare(a) -> dict:
             n = sum(code_change(ref, other, x) * x.shape[0] for x in batches) / sum(x.shape[0] for x in batches)
             variants[name] = round(100 * n, 3)
             print(f"  {name} on {dev}: {variants[name]}% of codes differ from fp32", flush=True)
-    ray.init(num_cpus=a.cpus, num_gpus=None if a.gpu else 0, include_dashboard=False, logging_level="WARNING")
+    from jobs.cluster import init_ray
+
+    init_ray(None, a.cpus, attempts=3)  # retried: a loaded machine can miss Ray's 30 s start-up wait
     runs = []
     plans = [(False, 1), (False, 2), (True, 1), (True, 2)] if not a.gpu else [(False, 1), (True, 1)]
     for rep in range(a.repeat):
