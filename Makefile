@@ -52,7 +52,7 @@ lint: setup-dev
 	$(BIN)/ruff check .
 
 test: setup-dev lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 test-all: setup-dev
 	$(BIN)/python -m pytest -q -m "" tests

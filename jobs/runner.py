@@ -59,6 +59,7 @@ class JobResult:
     counts: dict = field(default_factory=dict)
     committed: bool = False
     noop: bool = False
+    totals: dict = field(default_factory=dict)  # the spec's ``totals`` summed over the units this run processed
 
 
 def run_unit(unit_id: str, fn: Callable[[], dict], attempts: int = UNIT_ATTEMPTS) -> str:
@@ -268,7 +269,7 @@ def run_job(spec: JobSpec, *, say: Callable[[str], None] = print, progress: bool
     if full_at:
         say(f"{tag} " + no_space_message(full_at[0], len(done), len(failed)))
     return result_type(spec.root, run_id, len(spec.units), skipped, len(todo) - len(failed), sorted(failed), counts,
-                       committed, **spec.result_extra)
+                       committed, totals=totals, **spec.result_extra)
 
 
 def _finish(spec: JobSpec, done: list, failed: dict[str, str], run_id: str, started: datetime, fp: str, tag: str,
