@@ -72,7 +72,10 @@ class EncodeConfig:
     max_shard_bytes: int = 256 * 1024 * 1024
     exclude_licenses: list[str] = field(default_factory=list)  # glob patterns; matching samples become rejects
     storage: dict = field(default_factory=dict)
-    pipeline: bool = True  # streaming Ray Data stages (pipelines/encode_stream.py); False: one actor per unit
+    # True: streaming Ray Data stages (pipelines/encode_stream.py); False: one actor per unit; None (default): the
+    # pipeline on GPUs (decoding off the GPU actor's core, so the GPU is not starved), one actor per unit on CPUs
+    # (measured faster there: the pipeline's decode and write tasks take the cores the model needs; RESULTS.md [14])
+    pipeline: bool | None = None
     actor_cpus: float | None = None  # CPUs (= torch threads) per CPU encoding actor (default: the cluster's / actors)
     decode_cpus: float | None = None  # CPUs per decode/write task (default: 1 with GPUs, else 0.25: they are cheap)
     precision: str = "fp32"  # "bf16": autocast the encoder (GPU; changes some codes: measure with benchmarks/encode.py)
@@ -122,6 +125,11 @@ class EncodeResult(JobResult):
     """The encode job's :class:`jobs.runner.JobResult` (``out`` = ``<out>/tokens/<codec_id>``)."""
 
     codec_id: str = ""
+
+
+def uses_pipeline(pipeline: bool | None, use_gpu: bool) -> bool:
+    """Whether the job runs as the streaming pipeline: as asked, else on GPUs only (see ``EncodeConfig.pipeline``)."""
+    return bool(use_gpu) if pipeline is None else bool(pipeline)
 
 
 def tokens_root(out: str, codec_id: str) -> str:
@@ -496,7 +504,7 @@ def run_encode(cfg: EncodeConfig, *, command: str = "matalu encode", say: Callab
                                   f"{t['encode_s']:.1f} s = {t['seconds'] / max(t['encode_s'], 1e-9):.0f}x realtime per actor"),
         result_type=EncodeResult, result_extra={"codec_id": codec_id},
     )
-    if cfg.pipeline:
+    if uses_pipeline(cfg.pipeline, use_gpu):
         from pipelines.encode_stream import run_pipeline
 
         spec.execute = functools.partial(run_pipeline, cfg, info, run_id)

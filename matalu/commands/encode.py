@@ -21,9 +21,13 @@ def add_parser(sub) -> None:
     p.add_argument("--exclude-license", action="append", default=[], metavar="PATTERN",
                    help="leave out samples whose license matches (glob, repeatable), e.g. 'CC-BY-NC*'; "
                         "reported as rejects")
-    p.add_argument("--actor-per-unit", dest="pipeline", action="store_false",
-                   help="one actor reads, decodes, encodes and writes each segment shard (the old path) instead of "
-                        "the streaming pipeline (CPU decode tasks -> encoding actors -> CPU write tasks)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--pipeline", dest="pipeline", action="store_const", const=True,
+                     help="the streaming pipeline (CPU decode tasks -> encoding actors -> CPU write tasks); the "
+                          "default on GPUs")
+    how.add_argument("--actor-per-unit", dest="pipeline", action="store_const", const=False,
+                     help="one actor reads, decodes, encodes and writes each segment shard; the default on CPUs "
+                          "(faster there: benchmarks/RESULTS.md, issue [14])")
     p.add_argument("--actor-cpus", type=float, help="CPUs (torch threads) per CPU encoding actor (default: CPUs / actors)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16 autocasts the encoder (GPU; changes some codes: see benchmarks/encode.py --variants)")

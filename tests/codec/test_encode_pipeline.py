@@ -12,7 +12,7 @@ import torch
 import storage
 from manifests.io import manifest_uri, read_rows
 from manifests.rows import Sample, Shard
-from pipelines.encode import BatchEncoder, EncodeConfig, code_change, pad_batch, run_encode
+from pipelines.encode import BatchEncoder, EncodeConfig, code_change, pad_batch, run_encode, uses_pipeline
 from pipelines.encode_stream import plan_resources
 
 
@@ -109,6 +109,21 @@ def test_plan_resources_never_oversubscribes():
             assert n * actor + side <= cpus  # room for at least one decode/write task beside the actors
     n, threads, actor, side = plan_resources(cfg, 4, 16, 2, True)
     assert (n, actor, side) == (2, 1.0, 1.0)  # one actor per GPU at most
+
+
+def test_pipeline_on_gpus_actor_per_unit_on_cpus_unless_asked():
+    """The default follows the measurement (RESULTS.md [14]): the streaming pipeline where a GPU would otherwise wait
+    on its actor's own FLAC decoding, one actor per unit on CPUs; --pipeline / --actor-per-unit choose."""
+    from matalu.cli import build_parser
+
+    assert uses_pipeline(None, use_gpu=True) and not uses_pipeline(None, use_gpu=False)
+    assert uses_pipeline(True, use_gpu=False) and not uses_pipeline(False, use_gpu=True)
+    parse = build_parser()[0].parse_args
+    assert parse(["encode", "--segments", "S", "--codec", "C", "--out", "O"]).pipeline is None
+    assert parse(["encode", "--segments", "S", "--codec", "C", "--out", "O", "--pipeline"]).pipeline is True
+    assert parse(["encode", "--segments", "S", "--codec", "C", "--out", "O", "--actor-per-unit"]).pipeline is False
+    with pytest.raises(SystemExit):
+        parse(["encode", "--segments", "S", "--codec", "C", "--out", "O", "--pipeline", "--actor-per-unit"])
 
 
 def test_bf16_and_fp32_code_change_measurement(tiny_ckpt):
