@@ -96,6 +96,8 @@ def synthesize(out: str | Path, rows: int = 1_000_000, seed: int = 0, batch: int
                 "loudness_lufs": rng.normal(-24, 5, n).round(2),
                 "loudness_normalized_to": pa.nulls(n, pa.float64()),
                 "loudness_gain_db": pa.nulls(n, pa.float64()),
+                "language": np.full(n, "te", dtype=object),
+                "lid_score": rng.uniform(0.9, 1.0, n).round(4),
             }
             writer.write_table(pa.table(cols, schema=Sample.SCHEMA))
     finally:

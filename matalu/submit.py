@@ -25,7 +25,10 @@ from jobs.cluster import RESOURCES_ENV, ClusterError, parse_resources
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Options whose values are paths (or URIs) in the matalu subcommands.
 PATH_OPTIONS = ("--out", "--config", "--sources-dir", "--texts", "--to", "--archive", "--manifest", "--segments",
-                "--codec", "--data", "--json", "--torchscript", "--tokenizer", "--lm", "--dialogs", "--asr")
+                "--codec", "--data", "--json", "--torchscript", "--tokenizer", "--lm", "--dialogs", "--asr", "--lid",
+                "--topics")
+# The same option name that is not a path in one subcommand (`ingest --dialogs N` is a count; `lm eval --dialogs` a URI).
+NOT_PATHS = {"ingest": ("--dialogs",)}
 EXCLUDES = ["/.venv", "/data", "/benchmarks/out", "__pycache__", ".pytest_cache", "*.egg-info"]  # gitignore syntax: "/x" = top level only
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -49,11 +52,12 @@ def shared_args(argv: list[str], address: str, allow_local_paths: bool = False) 
     refused with a ValueError saying what to do."""
     out = list(argv)
     local = is_local_head(address)
+    paths = [o for o in PATH_OPTIONS if o not in NOT_PATHS.get(out[0] if out else "", ())]
     for i, a in enumerate(out):
         opt, value, inline = a, None, False
-        if a in PATH_OPTIONS and i + 1 < len(out):
+        if a in paths and i + 1 < len(out):
             value = out[i + 1]
-        elif a.split("=", 1)[0] in PATH_OPTIONS and "=" in a:
+        elif a.split("=", 1)[0] in paths and "=" in a:
             opt, value = a.split("=", 1)
             inline = True
         if value is None or not _is_path(opt, value):

@@ -297,3 +297,5 @@ def test_submit_makes_eval_paths_absolute():
     out = shared_args(["lm", "eval", "--lm", "runs/lm", "--dialogs", "data/heldout", "--codec", "data/codec",
                        "--asr", "models/asr"], "http://127.0.0.1:8265")
     assert all(out[i + 1].startswith("/") for i, a in enumerate(out) if a.startswith("--"))
+    # the same option name is a count in `ingest --dialogs N`: left as it is (a regression: it was made a path)
+    assert shared_args(["ingest", "--dialogs", "2", "--out", "o"], "http://127.0.0.1:8265")[:3] == ["ingest", "--dialogs", "2"]
