@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.stages.lid import telugu_share
 from pipelines.texts.prompts import LEAK_MARKERS
 
 
@@ -70,19 +71,11 @@ def parse(content: str, finish_reason: str) -> list[dict]:
     return out
 
 
-def telugu_share(text: str) -> float:
-    """Share of letters and combining marks that are Telugu (U+0C00..U+0C7F)."""
-    letters = [c for c in text if unicodedata.category(c)[0] in "LM"]
-    if not letters:
-        return 0.0
-    return sum("\u0c00" <= c <= "\u0c7f" for c in letters) / len(letters)
-
-
 def check_texts(exchanges: list[dict], cfg: CheckConfig) -> None:
     for k, ex in enumerate(exchanges):
         for field, (lo, hi) in (("q", cfg.q_chars), ("a", cfg.a_chars)):
             t = ex[field]
-            share = telugu_share(t)
+            share = telugu_share(t)[0]
             if share < cfg.min_telugu_share:
                 raise Rejected("not_telugu", f"turn {k} {field}: {100 * share:.0f}% Telugu letters: {t[:60]!r}")
             if len(t) < lo:
