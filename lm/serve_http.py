@@ -220,7 +220,9 @@ class TalkServer:
             state["failed"] = True
             e.close(s)
             sender.cancel()
-            asyncio.ensure_future(_fail(ws, "slow_reader", f"the client fell more than {self.opts.send_queue} "
+            # held in `state`: the event loop keeps only a weak reference to a task, and a closing task collected
+            # mid-way would leave the client neither closed nor cut off (seen once as a hung test)
+            state["closing"] = asyncio.ensure_future(_fail(ws, "slow_reader", f"the client fell more than {self.opts.send_queue} "
                                         "messages behind; read the replies as they come (or open a new conversation)",
                                         request.transport))
 
@@ -287,6 +289,9 @@ class TalkServer:
         sender.cancel()  # the client left (or the close hung): nothing more will come for it
         with contextlib.suppress(BaseException):
             await sender
+        if "closing" in state:  # a slow reader: its close (or cut-off, within 10 s) finishes before the handler
+            with contextlib.suppress(BaseException):
+                await state["closing"]
         return ws
 
 

@@ -218,6 +218,7 @@ class RawClient:
     def __init__(self, port: int) -> None:
         self.s = socket.socket()
         self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.s.settimeout(60)  # a server that neither closes nor cuts off fails the test instead of hanging it
         self.s.connect(("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
         self.s.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
