@@ -24,12 +24,13 @@ from pipelines.sources.manifest import safe_id
 from pipelines.stages import measures as M
 from pipelines.stages import quality as Q
 from pipelines.stages.decode import Decoded, DecodeError, decode_bytes
-from pipelines.stages.dedup import Fingerprint, fingerprint
+from pipelines.stages.dedup import Fingerprint, add_landmarks
 from pipelines.stages.lid import Lid
 from pipelines.stages.read import read_audio
 from pipelines.stages.segment import SYSTEM, USER, dialog_audio, dialog_windows, mono_spans, turns_in
+from pipelines.stages.stretch import Span
 from pipelines.stages.vad import SileroVad, speech_mask, speech_regions
-from storage.audio import encode_flac
+from storage.audio import encode_flac, flac_pcm_md5
 
 
 @dataclass
@@ -77,6 +78,16 @@ class _Track:
     regions: list[tuple[float, float]] = field(default_factory=list)
     mask: np.ndarray | None = None
     noise: float = 0.0
+
+
+_Cut = tuple[Sample, np.ndarray, tuple[int, int]]  # a sample, its audio, its samples [a, b) in the recording
+
+
+def _mix(dec: Decoded, tracks: list[_Track]) -> np.ndarray:
+    """A recording's mono mix (the one track when the recording was mixed down for VAD)."""
+    if tracks[0].channel < 0:
+        return tracks[0].audio
+    return dec.audio[0] if dec.channels == 1 else dec.audio.mean(axis=0)
 
 
 def _quality(tracks: list[_Track], a: int, b: int) -> Q.Quality:
@@ -141,27 +152,38 @@ class UnitProcessor:
                 t.mask = speech_mask(t.regions, len(t.audio), cfg.sample_rate)
                 t.noise = Q.noise_floor(t.audio, t.mask)
             diar_rows.extend(self._diarize(group, rejecter("diarize")))
-            cuts = [(rec, kind, smp, audio) for rec, dec, tracks in group
-                    for kind, cut in self._cut(rec, dec, tracks, rejecter("segment")).items() for smp, audio in cut]
+            cuts = [(Span(g, a, b), rec, kind, smp, audio) for g, (rec, dec, tracks) in enumerate(group)
+                    for kind, cut in self._cut(rec, dec, tracks, rejecter("segment")).items()
+                    for smp, audio, (a, b) in cut]
             # language ID first (cheap; a wrong-language sample is not measured)
-            cuts = [c for c in cuts if self._language_ok(c[0], c[2], c[3], rejecter("segment"))]
-            # the measures (DNSMOS batched over the group's samples), their filters, optional loudness normalisation
-            for (rec, kind, smp, audio), sc in zip(cuts, self.measurer.measure([c[3] for c in cuts], cfg.filters)):
+            cuts = [c for c in cuts if self._language_ok(c[1], c[3], c[4], rejecter("segment"))]
+            # the recordings' mono mixes: DNSMOS and the duplicate landmarks cover each recording's speech once
+            # (pipelines/stages/stretch.py), each sample taking its own time range's part
+            dnsmos, near = cfg.measures.dnsmos, cfg.filters.dedup.enabled and cfg.filters.dedup.near
+            mixes = [_mix(dec, tracks) for _, dec, tracks in group] if dnsmos or near else []
+            scores = self.measurer.measure([c[4] for c in cuts], cfg.filters, [c[0] for c in cuts], mixes)
+            # the measures' filters, optional loudness normalisation
+            fp_spans: list[Span] = []
+            group_fps: list[Fingerprint] = []
+            for (span, rec, kind, smp, audio), sc in zip(cuts, scores):
                 bad = M.check(sc, cfg.filters)
                 if bad:
                     rejecter("segment")(rec, smp.sample_id, "filters", bad[0], bad[1], smp.duration_s)
                     continue
                 audio = self.measurer.normalize(audio, sc)
-                if cfg.filters.dedup.enabled:  # of the audio as written
-                    fps.append(fingerprint(smp.sample_id, kind, rec.recording_id, rec.source, audio,
-                                           cfg.sample_rate, cfg.filters.dedup))
                 for k in M.COLUMNS:
                     setattr(smp, k, getattr(sc, k))
                 flac = encode_flac(audio, cfg.sample_rate, cfg.shards.flac_compression)
                 smp.sha256 = storage.sha256_bytes(flac)
+                if cfg.filters.dedup.enabled:  # the exact check: the PCM as written (its FLAC's MD5)
+                    group_fps.append(Fingerprint(smp.sample_id, kind, rec.recording_id, rec.source, smp.duration_s,
+                                                 flac_pcm_md5(flac)))
+                    fp_spans.append(span)
                 items[kind].append((smp, spill.tell(), len(flac)))
                 spill.write(flac)
-            del cuts
+            add_landmarks(group_fps, fp_spans, mixes, cfg.filters.dedup)
+            fps.extend(group_fps)
+            del cuts, mixes
             group.clear()  # the group's audio goes before the next recording is read
 
         with tempfile.TemporaryFile(prefix="matalu-unit-") as spill:
@@ -225,8 +247,9 @@ class UnitProcessor:
             tracks = [_Track(-1, np.ascontiguousarray(mix))]
         return dec, tracks
 
-    def _cut(self, rec: Recording, dec: Decoded, tracks: list[_Track], reject) -> dict[str, list[tuple[Sample, np.ndarray]]]:
-        """One recording's mono and dialog samples with their audio (a recording without speech is rejected)."""
+    def _cut(self, rec: Recording, dec: Decoded, tracks: list[_Track], reject) -> dict[str, list[_Cut]]:
+        """One recording's mono and dialog samples with their audio and where it lies in the recording (a recording
+        without speech is rejected)."""
         cfg = self.cfg
         rid = safe_id(rec.recording_id)
         if not any(t.regions for t in tracks):
@@ -290,7 +313,7 @@ class UnitProcessor:
             rows.append(row)
         return rows
 
-    def _mono(self, rec: Recording, rid: str, tracks: list[_Track], reject) -> list[tuple[Sample, np.ndarray]]:
+    def _mono(self, rec: Recording, rid: str, tracks: list[_Track], reject) -> list[_Cut]:
         cfg, sr = self.cfg, self.cfg.sample_rate
         out = []
         spans_by_track = [(t, mono_spans(t.regions, cfg.filters.max_duration_s, cfg.segment.mono_max_gap_s)) for t in tracks]
@@ -320,10 +343,10 @@ class UnitProcessor:
                              start_s=round(s, 3), end_s=round(e, 3), duration_s=dur, channels=1, sample_rate=sr,
                              speakers=speakers, turns=ts, text=text, license=rec.license, snr_db=q.snr_db,
                              speech_ratio=q.speech_ratio, clipping=q.clipping, split=rec.split)
-                out.append((smp, audio))
+                out.append((smp, audio, (a, b)))
         return out
 
-    def _dialogs(self, rec: Recording, rid: str, dec: Decoded, tracks: list[_Track], reject) -> list[tuple[Sample, np.ndarray]]:
+    def _dialogs(self, rec: Recording, rid: str, dec: Decoded, tracks: list[_Track], reject) -> list[_Cut]:
         cfg, sr = self.cfg, self.cfg.sample_rate
         roles = {t.role for t in rec.turns}
         if not {SYSTEM, USER} <= roles:
@@ -350,7 +373,7 @@ class UnitProcessor:
                          speakers=speakers, turns=ts, text="\n".join(t.text for t in ts if t.text),
                          license=rec.license, snr_db=q.snr_db, speech_ratio=q.speech_ratio, clipping=q.clipping,
                          split=rec.split)
-            out.append((smp, audio))
+            out.append((smp, audio, (a, b)))
         return out
 
     def _write_shards(self, unit: WorkUnit, kind: str, items: list[tuple[Sample, int, int]], spill) -> list[Shard]:
