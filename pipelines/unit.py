@@ -80,14 +80,24 @@ class _Track:
     noise: float = 0.0
 
 
-_Cut = tuple[Sample, np.ndarray, tuple[int, int]]  # a sample, its audio, its samples [a, b) in the recording
+# a sample, its audio, and where it lies: samples [a, b) of its recording's channel c (-1: the mono mix)
+_Cut = tuple[Sample, np.ndarray, tuple[int, int, int]]
 
 
-def _mix(dec: Decoded, tracks: list[_Track]) -> np.ndarray:
-    """A recording's mono mix (the one track when the recording was mixed down for VAD)."""
-    if tracks[0].channel < 0:
-        return tracks[0].audio
-    return dec.audio[0] if dec.channels == 1 else dec.audio.mean(axis=0)
+def _sources(group) -> tuple[list[np.ndarray], dict[tuple[int, int], int]]:
+    """The group's recordings' mono mixes and channel tracks, and (group index, channel or -1) -> list index."""
+    audio: list[np.ndarray] = []
+    index: dict[tuple[int, int], int] = {}
+    for g, (_, dec, tracks) in enumerate(group):
+        index[(g, -1)] = len(audio)
+        if tracks[0].channel < 0:  # mixed down for VAD already
+            audio.append(tracks[0].audio)
+            continue
+        audio.append(dec.audio[0] if dec.channels == 1 else dec.audio.mean(axis=0))
+        for t in tracks:
+            index[(g, t.channel)] = len(audio)
+            audio.append(t.audio)
+    return audio, index
 
 
 def _quality(tracks: list[_Track], a: int, b: int) -> Q.Quality:
@@ -152,20 +162,22 @@ class UnitProcessor:
                 t.mask = speech_mask(t.regions, len(t.audio), cfg.sample_rate)
                 t.noise = Q.noise_floor(t.audio, t.mask)
             diar_rows.extend(self._diarize(group, rejecter("diarize")))
-            cuts = [(Span(g, a, b), rec, kind, smp, audio) for g, (rec, dec, tracks) in enumerate(group)
+            cuts = [((g, *where), rec, kind, smp, audio) for g, (rec, dec, tracks) in enumerate(group)
                     for kind, cut in self._cut(rec, dec, tracks, rejecter("segment")).items()
-                    for smp, audio, (a, b) in cut]
+                    for smp, audio, where in cut]
             # language ID first (cheap; a wrong-language sample is not measured)
             cuts = [c for c in cuts if self._language_ok(c[1], c[3], c[4], rejecter("segment"))]
-            # the recordings' mono mixes: DNSMOS and the duplicate landmarks cover each recording's speech once
-            # (pipelines/stages/stretch.py), each sample taking its own time range's part
+            # DNSMOS and the duplicate landmarks cover each recording's speech once (pipelines/stages/stretch.py),
+            # each sample taking its own time range's part: DNSMOS on the audio the sample holds (a mono sample
+            # cut from one channel: that channel; the mix otherwise), the landmarks always on the mono mix
             dnsmos, near = cfg.measures.dnsmos, cfg.filters.dedup.enabled and cfg.filters.dedup.near
-            mixes = [_mix(dec, tracks) for _, dec, tracks in group] if dnsmos or near else []
-            scores = self.measurer.measure([c[4] for c in cuts], cfg.filters, [c[0] for c in cuts], mixes)
+            sources, index = _sources(group) if dnsmos or near else ([], {})
+            scores = self.measurer.measure([c[4] for c in cuts], cfg.filters,
+                                           [Span(index.get((g, ch), -1), a, b) for (g, a, b, ch), *_ in cuts], sources)
             # the measures' filters, optional loudness normalisation
             fp_spans: list[Span] = []
             group_fps: list[Fingerprint] = []
-            for (span, rec, kind, smp, audio), sc in zip(cuts, scores):
+            for ((g, a, b, _), rec, kind, smp, audio), sc in zip(cuts, scores):
                 bad = M.check(sc, cfg.filters)
                 if bad:
                     rejecter("segment")(rec, smp.sample_id, "filters", bad[0], bad[1], smp.duration_s)
@@ -178,12 +190,12 @@ class UnitProcessor:
                 if cfg.filters.dedup.enabled:  # the exact check: the PCM as written (its FLAC's MD5)
                     group_fps.append(Fingerprint(smp.sample_id, kind, rec.recording_id, rec.source, smp.duration_s,
                                                  flac_pcm_md5(flac)))
-                    fp_spans.append(span)
+                    fp_spans.append(Span(index.get((g, -1), -1), a, b))
                 items[kind].append((smp, spill.tell(), len(flac)))
                 spill.write(flac)
-            add_landmarks(group_fps, fp_spans, mixes, cfg.filters.dedup)
+            add_landmarks(group_fps, fp_spans, sources, cfg.filters.dedup)
             fps.extend(group_fps)
-            del cuts, mixes
+            del cuts, sources
             group.clear()  # the group's audio goes before the next recording is read
 
         with tempfile.TemporaryFile(prefix="matalu-unit-") as spill:
@@ -343,7 +355,7 @@ class UnitProcessor:
                              start_s=round(s, 3), end_s=round(e, 3), duration_s=dur, channels=1, sample_rate=sr,
                              speakers=speakers, turns=ts, text=text, license=rec.license, snr_db=q.snr_db,
                              speech_ratio=q.speech_ratio, clipping=q.clipping, split=rec.split)
-                out.append((smp, audio, (a, b)))
+                out.append((smp, audio, (a, b, t.channel)))
         return out
 
     def _dialogs(self, rec: Recording, rid: str, dec: Decoded, tracks: list[_Track], reject) -> list[_Cut]:
@@ -373,7 +385,7 @@ class UnitProcessor:
                          speakers=speakers, turns=ts, text="\n".join(t.text for t in ts if t.text),
                          license=rec.license, snr_db=q.snr_db, speech_ratio=q.speech_ratio, clipping=q.clipping,
                          split=rec.split)
-            out.append((smp, audio, (a, b)))
+            out.append((smp, audio, (a, b, -1)))
         return out
 
     def _write_shards(self, unit: WorkUnit, kind: str, items: list[tuple[Sample, int, int]], spill) -> list[Shard]:
