@@ -1,8 +1,8 @@
 """Duplicate removal across a whole run (docs/DESIGN.md §6, duplicates).
 
 Each unit writes a fingerprint per sample (``parts/<unit>/fingerprints.parquet``, with its other parts): the
-sha256 of the sample's decoded 16-bit PCM (exact duplicates: the same audio in another file or container) and
-spectral-peak *landmarks* (near duplicates: the same clip at another bitrate or level, the same jingle or ad in
+MD5 of the sample's 16-bit PCM as written (its FLAC's STREAMINFO MD5; exact duplicates: the same audio in another
+file or container) and spectral-peak *landmarks* (near duplicates: the same clip at another bitrate or level, the same jingle or ad in
 many episodes). After every unit is done, :func:`find_duplicates` walks the samples in run order (unit order, then
 sample id) and keeps the first occurrence; a later sample whose PCM hash equals a kept one's, or that shares a long
 enough matching stretch of landmarks with a kept one, becomes a ``duplicate`` reject naming the kept sample. It is
@@ -12,8 +12,12 @@ Landmarks (the method chosen by measurement, benchmarks/RESULTS.md "Quality filt
 (of the audio resampled to 8 kHz: 32 ms window, 16 ms hop, 125 Hz–4 kHz) is reduced to local maxima (±64 ms, ±188 Hz) within ``peak_range_db`` of
 the clip's loudest peak (no per-second cap: one would depend on where a clip starts); each peak is paired with the next ``fanout`` peaks
 up to 640 ms later and ±1.25 kHz away, and the pair (f1, f2 − f1, Δt) is a 20-bit hash at the anchor's time.
-This is done on two STFT grids half a hop apart (times in 8 ms ticks): a copy that starts mid-frame (a jingle
-inserted anywhere) meets one of them within 4 ms, where one grid alone kept only ~20% of its peaks.
+This is done on two STFT grids half a hop apart (times in 8 ms ticks; one 8 ms-hop FFT, even and odd frames): a
+copy that starts mid-frame (a jingle inserted anywhere) meets one of them within 4 ms, where one grid alone kept
+only ~20% of its peaks. In a unit the landmarks are taken once per *stretch* of a recording's mono mix (the
+overlapping samples' ranges, pipelines/stages/stretch.py: a dialog window and its mono turns are one pass) and
+each sample keeps those whose two frames lie in its range (:func:`add_landmarks`); a sample alone in its stretch
+gets exactly the landmarks of its own audio.
 Peaks are where the energy is, so they survive lossy re-encoding (which drops the quiet detail between them) and
 level changes (the peak picking is relative to the clip). Two clips match when many hashes agree at one time
 offset: at least ``min_hits`` agreeing hashes that cover ``min_match_s`` of the later clip (or half of a clip
