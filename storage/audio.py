@@ -37,6 +37,15 @@ def flac_pcm_md5(flac: bytes) -> str:
     return hashlib.md5(pcm.astype("<i2").tobytes()).hexdigest()
 
 
+def pcm16_md5(x: np.ndarray) -> str:
+    """The MD5 of ``[channels, samples]`` float audio as :func:`encode_flac` stores it (libsndfile's conversion:
+    ``x * 32768`` rounded, clipped, channels interleaved): equal to :func:`flac_pcm_md5` of its FLAC."""
+    import hashlib
+
+    pcm = np.clip(np.rint(np.clip(np.atleast_2d(x), -1.0, 1.0).T * 32768.0), -32768, 32767).astype("<i2")
+    return hashlib.md5(pcm.tobytes()).hexdigest()
+
+
 def encode_wav(x: np.ndarray, sr: int) -> bytes:
     """``[channels, samples]`` float32 -> 16-bit PCM WAV bytes."""
     import soundfile as sf

@@ -202,14 +202,14 @@ def add_landmarks(fps: list[Fingerprint], spans: list[Span], mixes, cfg: DedupCo
 def fingerprint(sample_id: str, kind: str, recording_id: str, source: str, audio: np.ndarray, sr: int,
                 cfg: DedupConfig) -> Fingerprint:
     """One clip's fingerprint on its own: ``audio`` [channels, samples] at 16 kHz (channels mixed for the
-    landmarks); the PCM MD5 of its FLAC."""
-    from storage.audio import encode_flac, flac_pcm_md5
+    landmarks); the MD5 of its 16-bit PCM (what its FLAC's STREAMINFO would say)."""
+    from storage.audio import pcm16_md5
 
     if sr != SR:
         raise ValueError(f"fingerprints are taken at {SR} Hz, got {sr} Hz audio")
     a = np.atleast_2d(audio)
     fp = Fingerprint(sample_id=sample_id, kind=kind, recording_id=recording_id, source=source,
-                     duration_s=round(a.shape[-1] / sr, 4), pcm_md5=flac_pcm_md5(encode_flac(a, sr)))
+                     duration_s=round(a.shape[-1] / sr, 4), pcm_md5=pcm16_md5(a))
     add_landmarks([fp], [Span(0, 0, a.shape[-1])], [a.mean(axis=0)], cfg)
     return fp
 

@@ -29,6 +29,14 @@ def talk():
     return np.concatenate(parts), turns
 
 
+def test_pcm_md5_of_an_array_is_its_flacs():
+    from storage.audio import encode_flac, flac_pcm_md5, pcm16_md5
+
+    x = (0.4 * np.random.default_rng(0).standard_normal((2, 16000))).astype(np.float32)
+    x[0, :3] = [1.5, -1.0, 0.5 / 32768]  # clipped, the negative full scale, a rounding tie
+    assert pcm16_md5(x) == flac_pcm_md5(encode_flac(x, 16000)) != pcm16_md5(x[:, 1:])
+
+
 def test_stretches_join_overlapping_and_touching_spans_only():
     spans = [Span(0, 0, 100), Span(0, 10, 20), Span(1, 0, 50), Span(0, 100, 150), Span(0, 151, 160)]
     got = [(s.recording, s.start, s.end, sorted(s.members)) for s in stretches(spans)]
