@@ -105,6 +105,7 @@ def main() -> int:
     ap.add_argument("--corpus", choices=["mono", "dialog", "both"], default="both",
                     help="the unit processor on the mono WAV corpus, on synthetic dialogs, or both")
     ap.add_argument("--dialogs", type=int, default=24, help="synthetic dialogs in the dialog corpus")
+    ap.add_argument("--breakdown", action="store_true", help="also time each default filter inside the unit")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "out" / "ingest.json"))
     args = ap.parse_args()
 
@@ -271,7 +272,52 @@ def bench_units(out: Path, recs, extra: dict, args) -> tuple[dict, float, dict]:
             best[name] = min(best[name], time.perf_counter() - t)
             audio = sum(g["seconds_in"] for g in got)
     compare = dnsmos_compare(runners[DNSMOS][2], runners[DNSMOS][0]) if DNSMOS in runners else {}
+    if args.breakdown:
+        print(f"{out.name}: the default filters' parts, share of the unit with them:",
+              json.dumps(breakdown(*runners[DEFAULT][:2], args.unit_repeat)))
     return best, audio, compare
+
+
+def breakdown(proc, units, repeat: int) -> dict:
+    """Each default filter's time in the unit processor (timers around the functions the unit calls), from the
+    fastest of ``repeat`` passes over ``units``, as a share of that pass."""
+    import functools
+
+    import pipelines.unit as U
+    from pipelines.stages import loudness, measures
+
+    spent: dict[str, float] = {}
+    patched = [(measures, "effective_bandwidth", "bandwidth"), (loudness.LoudnessMeter, "lufs", "loudness"),
+               (U, "add_landmarks", "duplicate landmarks"), (U.UnitProcessor, "_language_ok", "text LID"),
+               (U, "flac_pcm_md5", "exact-duplicate key")]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
+
+    def timer(f, key):
+        @functools.wraps(f)
+        def g(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return f(*a, **kw)
+            finally:
+                spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
+        return g
+
+    for (owner, name, key), (_, _, f) in zip(patched, saved):
+        setattr(owner, name, timer(f, key))
+    try:
+        best, parts = float("inf"), {}
+        for _ in range(repeat):
+            spent.clear()
+            t = time.perf_counter()
+            for u in units:
+                proc.process(u)
+            el = time.perf_counter() - t
+            if el < best:
+                best, parts = el, dict(spent)
+    finally:
+        for owner, name, f in saved:
+            setattr(owner, name, f)
+    return {k: f"{100 * v / best:.1f}%" for k, v in parts.items()}
 
 
 def dnsmos_compare(cfg, proc, per_kind: int = 12) -> dict:
