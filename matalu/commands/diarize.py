@@ -13,10 +13,13 @@ def add_parser(sub) -> None:
     p.add_argument("audio", help="audio file (any container FFmpeg or libsndfile reads; local path or s3:// URI)")
     p.add_argument("--rttm", metavar="OUT", help="write the RTTM here (default: print it)")
     p.add_argument("--backend", choices=["embedded", "pyannote"], default="embedded",
-                   help="embedded: Silero VAD + resemblyzer + clustering, CPU, no downloads (default); "
+                   help="embedded: Silero VAD + segmentation-3.0 + resemblyzer + clustering, CPU, no downloads (default); "
                         "pyannote: pyannote.audio's pipeline from --checkpoint")
     p.add_argument("--checkpoint", metavar="PATH",
                    help="pyannote backend: local directory laid out like pyannote/speaker-diarization-community-1")
+    p.add_argument("--segmentation", metavar="MODEL", default="auto",
+                   help="embedded backend: pyannote segmentation-3.0 for quiet speech and overlap: auto (the copy "
+                        "installed by make setup; default), off, or a local pytorch_model.bin / its folder")
     p.add_argument("--num-speakers", type=int, metavar="N", help="the number of speakers, when known")
     p.add_argument("--min-speakers", type=int, metavar="N", help="lower bound when the number is found automatically")
     p.add_argument("--max-speakers", type=int, metavar="N", help="upper bound when the number is found automatically")
@@ -33,6 +36,7 @@ def run(args) -> int:
     from pipelines.stages.rttm import format_rttm, safe_uri
 
     cfg = DiarizeConfig(backend=args.backend, checkpoint=args.checkpoint, num_speakers=args.num_speakers)
+    cfg.segmentation.model = args.segmentation
     if args.min_speakers is not None:
         cfg.min_speakers = args.min_speakers
     if args.max_speakers is not None:

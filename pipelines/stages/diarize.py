@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.stages.segmentation import SegmentationConfig
 from pipelines.stages.vad import SAMPLE_RATE, SileroVad, VadConfig, extend_regions, speech_regions
 
 Segment = tuple[float, float, str]
@@ -86,6 +87,7 @@ class DiarizeConfig:
     merge_sim: float = 0.88
     min_speaker_s: float = 2.0  # a cluster whose windows cover less speech than this joins its nearest one
     fill_gap_s: float = 0.3  # same-speaker segments closer than this are joined
+    min_overlap_s: float = 0.2  # a second speaker in overlap is emitted for at least this long (0.05: same real DER, more synthetic FA)
     # Re-segmentation: a Viterbi pass over per-frame speaker scores (centre-weighted mean cosine similarity of the
     # covering windows to each speaker's centroid) where each change of speaker costs switch_cost similarity-
     # seconds; the centroids are re-estimated from the path reseg_iters times. DER on the dev set is flat from
@@ -98,6 +100,9 @@ class DiarizeConfig:
     # the real dev set's trn* files under the constraint that synthetic (exactly annotated) DER does not grow.
     vad: VadConfig = field(default_factory=lambda: VadConfig(threshold=0.2, neg_threshold=0.05, model_rate=16000,
                                                              extend_db=6.0))
+    # pyannote's segmentation-3.0 (pipelines/stages/segmentation.py): speakers talking per frame, for speech that
+    # Silero misses and for overlapped speech (a second speaker). model "off" turns it off.
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
 
     def validate(self) -> None:
         if self.backend not in ("embedded", "pyannote"):
@@ -112,6 +117,7 @@ class DiarizeConfig:
             raise ValueError(f"chunk_s must be at least {10 * self.window_s} s (got {self.chunk_s})")
         if not (0 < self.hop_s <= self.window_s):
             raise ValueError(f"need 0 < hop_s <= window_s (got {self.hop_s}, {self.window_s})")
+        self.segmentation.validate()
         if self.backend == "pyannote" and not self.checkpoint:
             raise ValueError(
                 "the pyannote backend needs checkpoint=PATH: a local directory laid out like "
@@ -288,6 +294,7 @@ class EmbeddedDiarizer:
         self.vad = SileroVad(self.cfg.vad.batch_windows, self.cfg.vad.model_rate, self.cfg.vad.level_dbfs,
                              self.cfg.vad.max_gain_db)
         self.encoder = VoiceEncoder(device=self.cfg.device, verbose=False).eval()
+        self.segmentation = _load_segmentation(self.cfg)
         self._device = torch.device(self.cfg.device)
         self._window = torch.hann_window(_N_FFT, periodic=True, device=self._device)
         fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=_N_FFT, n_mels=_N_MELS)
@@ -389,36 +396,41 @@ class EmbeddedDiarizer:
     # -- pieces --------------------------------------------------------------------------------------------
     @staticmethod
     def _new_item() -> dict:
-        return {"regions": [], "spans": [], "emb": []}
+        return {"regions": [], "spans": [], "emb": [], "count": []}
 
-    def _features(self, chunks: list[np.ndarray]) -> list[tuple[list, list, np.ndarray]]:
-        """Per chunk: speech regions (s), embedding window spans (frames) and their embeddings."""
+    def _features(self, chunks: list[np.ndarray]) -> list[tuple[list, list, np.ndarray, np.ndarray | None]]:
+        """Per chunk: speech regions (s), embedding window spans (frames), their embeddings, and the speakers
+        talking per 10 ms frame (None without the segmentation model)."""
         cfg = self.cfg
         probs = self.vad.probs(chunks)
         win, hop = round(cfg.window_s / FRAME_S), round(cfg.hop_s / FRAME_S)
         min_len = max(1, round(cfg.min_window_s / FRAME_S))
         per, windows = [], []
         for x, p in zip(chunks, probs):
-            regions = extend_regions(speech_regions(p, len(x), cfg.vad), x, cfg.vad)
+            vad = extend_regions(speech_regions(p, len(x), cfg.vad), x, cfg.vad)
             spans = []
-            if regions:
-                mel = self._mel(x, regions)
-                for s, e in regions:
+            if vad:  # embedding windows only where Silero hears speech: the clearest voice of each speaker
+                mel = self._mel(x, vad)
+                for s, e in vad:
                     for a, b in _window_spans(round(s / FRAME_S), min(mel.shape[0], round(e / FRAME_S)), win, hop, min_len):
                         spans.append((a, b))
                         windows.append(mel[a:b])
-            per.append((regions, spans))
+            count = self.segmentation.counts(x) if self.segmentation is not None else None
+            # frames to label: also those the segmentation model hears as speech (they take their nearest windows)
+            regions = vad if count is None else _union_regions(vad, count >= cfg.segmentation.speech_min)
+            per.append((regions, spans, count))
         emb = self._embed(windows) if windows else np.zeros((0, 256), np.float32)
         out, k = [], 0
-        for regions, spans in per:
-            out.append((regions, spans, emb[k : k + len(spans)]))
+        for regions, spans, count in per:
+            out.append((regions, spans, emb[k : k + len(spans)], count))
             k += len(spans)
         return out
 
     @staticmethod
-    def _add(item: dict, offset: int, feats: tuple[list, list, np.ndarray]) -> None:
-        """Append one chunk's features at ``offset`` samples; a region cut by the chunk boundary is rejoined."""
-        regions, spans, emb = feats
+    def _add(item: dict, offset: int, feats: tuple[list, list, np.ndarray, np.ndarray | None]) -> None:
+        """Append one chunk's features at ``offset`` samples; a region cut by the chunk boundary is rejoined.
+        Chunks are whole multiples of 10 ms long (``chunk_s``), so the per-frame counts simply follow each other."""
+        regions, spans, emb, count = feats
         t0, f0 = offset / SAMPLE_RATE, round(offset / SAMPLE_RATE / FRAME_S)
         for s, e in regions:
             s, e = round(s + t0, 3), round(e + t0, 3)
@@ -429,10 +441,14 @@ class EmbeddedDiarizer:
         item["spans"].extend((a + f0, b + f0) for a, b in spans)
         if len(emb):
             item["emb"].append(emb)
+        if count is not None:
+            item["count"].append(count)
 
     def _finish(self, item: dict, n: int, num_speakers: int | None) -> list[Segment]:
         emb = np.concatenate(item["emb"]) if item["emb"] else np.zeros((0, 256), np.float32)
-        return self._segments({"n": n, "regions": item["regions"], "spans": item["spans"]}, emb, num_speakers)
+        count = np.concatenate(item["count"]) if item["count"] else None
+        return self._segments({"n": n, "regions": item["regions"], "spans": item["spans"], "count": count}, emb,
+                              num_speakers)
 
     def _labels(self, emb: np.ndarray, spans: list[tuple[int, int]], num_speakers: int | None) -> np.ndarray:
         cfg = self.cfg
@@ -481,6 +497,7 @@ class EmbeddedDiarizer:
             cents = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-9)
         lab = np.full(n_frames, -1, dtype=np.int64)
         lab[frames] = path
+        second = self._second_speaker(item.get("count"), frames, score, path, n_frames)
         # runs of one speaker; consecutive pieces of the same speaker closer than fill_gap_s are joined
         gap = round(cfg.fill_gap_s / FRAME_S)
         joined: list[list] = []
@@ -497,10 +514,55 @@ class EmbeddedDiarizer:
         for a, b, s2 in joined:
             name = names.setdefault(s2, f"SPEAKER_{len(names):02d}")
             out.append((round(a * FRAME_S, 3), round(min(b * FRAME_S, dur), 3), name))
+        min_ov = round(self.cfg.min_overlap_s / FRAME_S)
+        for a, b, s2 in _runs(second, 0):
+            if s2 >= 0 and s2 in names and b - a >= min_ov:
+                out.append((round(a * FRAME_S, 3), round(min(b * FRAME_S, dur), 3), names[s2]))
         return sorted(out)
+
+    def _second_speaker(self, count: np.ndarray | None, frames: np.ndarray, score: np.ndarray, path: np.ndarray,
+                        n_frames: int) -> np.ndarray:
+        """Per 10 ms frame, a second speaker (-1: none): where the segmentation model hears at least
+        ``overlap_min`` speakers talking, the speaker with the frame's second-best score."""
+        second = np.full(n_frames, -1, dtype=np.int64)
+        if count is None or score.shape[1] < 2:
+            return second
+        c = np.zeros(n_frames, np.float32)
+        c[: min(n_frames, len(count))] = count[:n_frames]
+        ov = np.flatnonzero(c[frames] >= self.cfg.segmentation.overlap_min)
+        if len(ov):
+            s2 = score[ov].copy()
+            s2[np.arange(len(ov)), path[ov]] = -np.inf
+            second[frames[ov]] = np.argmax(s2, axis=1)
+        return second
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         return _batch_call(self, batch)
+
+
+def _load_segmentation(cfg: DiarizeConfig):
+    """The segmentation model the config names; "auto" without the wheel is said once and works without it."""
+    from pipelines.stages import segmentation
+
+    model = segmentation.load(cfg.segmentation, cfg.device)
+    if model is None and cfg.segmentation.model == "auto":
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "diarization runs without the segmentation model (overlapped speech is not emitted and quiet speech "
+            "may be missed): %s", segmentation.INSTALL_HINT)
+    return model
+
+
+def _union_regions(regions: list[tuple[float, float]], mask: np.ndarray) -> list[tuple[float, float]]:
+    """Speech regions joined with the runs of ``mask`` (one flag per 10 ms frame), sorted and merged."""
+    m = np.zeros(max(len(mask), round(max((e for _, e in regions), default=0.0) / FRAME_S) + 1), dtype=bool)
+    m[: len(mask)] = mask
+    for s, e in regions:
+        m[round(s / FRAME_S) : round(e / FRAME_S)] = True
+    d = np.diff(np.concatenate([[0], m.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    return [(round(a * FRAME_S, 3), round(b * FRAME_S, 3)) for a, b in zip(starts, ends)]
 
 
 def _speech_frames(regions: list[tuple[float, float]], n_frames: int) -> np.ndarray:

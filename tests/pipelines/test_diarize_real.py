@@ -41,13 +41,17 @@ def test_real_meetings_speaker_count_and_der(real, diarizer):
     hyp = {n: diarizer.diarize(x) for n, (x, _) in real.items()}
     assert _speakers(hyp["dev00"]) == _speakers(hyp["dev01"]) == 2
     rep = score({n: r for n, (_, r) in real.items()}, hyp, (0.0,))
-    # Measured (collar 0, overlap scored): dev00 24.2 %, dev01 23.6 %, trn04 60.8 % (one of its three speakers
-    # found: the other two say 3.9 and 3.1 s); the two-speaker pair 24.0 %. Before re-segmentation and the
-    # energy-extended VAD: 30.6 %, 19.3 %, 73.9 %, the pair 26.5 %; before issue [8]: 53.0 %, 46.3 %, 52.1 %.
+    # Measured (collar 0, overlap scored), with segmentation-3.0 (speech Silero misses, a second speaker in
+    # overlap): dev00 10.3 %, dev01 34.1 % (3.1 s of false alarm: the model hears speech in its pauses), trn04
+    # 60.1 % (one of its three speakers found: the other two say 3.9 and 3.1 s); the pair 19.2 %. Without the
+    # model: 24.2 %, 23.6 %, 60.8 %, the pair 24.0 %; before issue [8]: 53.0 %, 46.3 %, 52.1 %.
     two = score({n: real[n][1] for n in ("dev00", "dev01")}, {n: hyp[n] for n in ("dev00", "dev01")}, (0.0,))
-    assert two.overall[0].der < 0.27, two.overall[0]
-    assert rep.files["dev01"][0].der < 0.26 and rep.files["dev00"][0].der < 0.27
+    assert two.overall[0].der < 0.22, two.overall[0]
+    assert rep.files["dev00"][0].der < 0.13 and rep.files["dev01"][0].der < 0.37
     assert rep.files["trn04"][0].der < 0.65
+    # overlapped speech is emitted: somewhere two speakers talk at once
+    segs = hyp["dev00"] + hyp["dev01"]
+    assert any(a[2] != b[2] and b[0] < a[1] for h in (hyp["dev00"], hyp["dev01"]) for a, b in zip(h, h[1:])), segs
     # speaker changes inside continuous speech: the two voices of dev00 alternate without pauses
     assert sum(1 for a, b in zip(hyp["dev00"], hyp["dev00"][1:]) if a[2] != b[2] and b[0] - a[1] < 0.05) >= 2
 
