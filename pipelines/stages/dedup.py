@@ -12,7 +12,7 @@ Landmarks (the method chosen by measurement, benchmarks/RESULTS.md "Quality filt
 (of the audio resampled to 8 kHz: 32 ms window, 16 ms hop, 125 Hz–4 kHz) is reduced to local maxima (±64 ms, ±188 Hz) within ``peak_range_db`` of
 the clip's loudest peak (no per-second cap: one would depend on where a clip starts); each peak is paired with the next ``fanout`` peaks
 up to 640 ms later and ±1.25 kHz away, and the pair (f1, f2 − f1, Δt) is a 20-bit hash at the anchor's time.
-This is done on two STFT grids half a hop apart (times in 8 ms ticks; one 8 ms-hop FFT, even and odd frames): a
+This is done on two STFT grids half a hop apart (times in 8 ms ticks; one 8 ms-hop STFT, even and odd frames): a
 copy that starts mid-frame (a jingle inserted anywhere) meets one of them within 4 ms, where one grid alone kept
 only ~20% of its peaks. In a unit the landmarks are taken once per *stretch* of a recording's mono mix (the
 overlapping samples' ranges, pipelines/stages/stretch.py: a dialog window and its mono turns are one pass) and

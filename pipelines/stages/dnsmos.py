@@ -147,5 +147,6 @@ class Dnsmos:
                     continue
                 ends = ws + WINDOW if len(ws) > 1 else np.array([max(WINDOW, st.end - st.start)])
                 weight = np.clip(np.minimum(ends, b) - np.maximum(ws, a), 0, None).astype(np.float64)
-                out[i] = DnsmosScores(*(round(float(v), 3) for v in weight @ m / weight.sum()))
+                v = m.mean(axis=0) if len(st.members) == 1 else weight @ m / weight.sum()  # alone: as on its own
+                out[i] = DnsmosScores(*(round(float(x), 3) for x in v))
         return out
