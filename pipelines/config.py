@@ -17,7 +17,7 @@ from pipelines.stages.segment import SegmentConfig
 from pipelines.stages.vad import VadConfig
 from storage import StorageOptions
 
-PIPELINE_VERSION = 6  # bump when stage code changes what a unit produces; committed units are then redone
+PIPELINE_VERSION = 7  # bump when stage code changes what a unit produces; committed units are then redone
 
 
 @dataclass

@@ -24,12 +24,13 @@ from pipelines.sources.manifest import safe_id
 from pipelines.stages import measures as M
 from pipelines.stages import quality as Q
 from pipelines.stages.decode import Decoded, DecodeError, decode_bytes
-from pipelines.stages.dedup import Fingerprint, fingerprint
+from pipelines.stages.dedup import Fingerprint, add_landmarks
 from pipelines.stages.lid import Lid
 from pipelines.stages.read import read_audio
 from pipelines.stages.segment import SYSTEM, USER, dialog_audio, dialog_windows, mono_spans, turns_in
+from pipelines.stages.stretch import Span
 from pipelines.stages.vad import SileroVad, speech_mask, speech_regions
-from storage.audio import encode_flac
+from storage.audio import encode_flac, flac_pcm_md5
 
 
 @dataclass
@@ -77,6 +78,26 @@ class _Track:
     regions: list[tuple[float, float]] = field(default_factory=list)
     mask: np.ndarray | None = None
     noise: float = 0.0
+
+
+# a sample, its audio, and where it lies: samples [a, b) of its recording's channel c (-1: the mono mix)
+_Cut = tuple[Sample, np.ndarray, tuple[int, int, int]]
+
+
+def _sources(group) -> tuple[list[np.ndarray], dict[tuple[int, int], int]]:
+    """The group's recordings' mono mixes and channel tracks, and (group index, channel or -1) -> list index."""
+    audio: list[np.ndarray] = []
+    index: dict[tuple[int, int], int] = {}
+    for g, (_, dec, tracks) in enumerate(group):
+        index[(g, -1)] = len(audio)
+        if tracks[0].channel < 0:  # mixed down for VAD already
+            audio.append(tracks[0].audio)
+            continue
+        audio.append(dec.audio[0] if dec.channels == 1 else dec.audio.mean(axis=0))
+        for t in tracks:
+            index[(g, t.channel)] = len(audio)
+            audio.append(t.audio)
+    return audio, index
 
 
 def _quality(tracks: list[_Track], a: int, b: int) -> Q.Quality:
@@ -141,27 +162,40 @@ class UnitProcessor:
                 t.mask = speech_mask(t.regions, len(t.audio), cfg.sample_rate)
                 t.noise = Q.noise_floor(t.audio, t.mask)
             diar_rows.extend(self._diarize(group, rejecter("diarize")))
-            cuts = [(rec, kind, smp, audio) for rec, dec, tracks in group
-                    for kind, cut in self._cut(rec, dec, tracks, rejecter("segment")).items() for smp, audio in cut]
+            cuts = [((g, *where), rec, kind, smp, audio) for g, (rec, dec, tracks) in enumerate(group)
+                    for kind, cut in self._cut(rec, dec, tracks, rejecter("segment")).items()
+                    for smp, audio, where in cut]
             # language ID first (cheap; a wrong-language sample is not measured)
-            cuts = [c for c in cuts if self._language_ok(c[0], c[2], c[3], rejecter("segment"))]
-            # the measures (DNSMOS batched over the group's samples), their filters, optional loudness normalisation
-            for (rec, kind, smp, audio), sc in zip(cuts, self.measurer.measure([c[3] for c in cuts], cfg.filters)):
+            cuts = [c for c in cuts if self._language_ok(c[1], c[3], c[4], rejecter("segment"))]
+            # DNSMOS and the duplicate landmarks cover each recording's speech once (pipelines/stages/stretch.py),
+            # each sample taking its own time range's part: DNSMOS on the audio the sample holds (a mono sample
+            # cut from one channel: that channel; the mix otherwise), the landmarks always on the mono mix
+            dnsmos, near = cfg.measures.dnsmos, cfg.filters.dedup.enabled and cfg.filters.dedup.near
+            sources, index = _sources(group) if dnsmos or near else ([], {})
+            scores = self.measurer.measure([c[4] for c in cuts], cfg.filters,
+                                           [Span(index.get((g, ch), -1), a, b) for (g, a, b, ch), *_ in cuts], sources)
+            # the measures' filters, optional loudness normalisation
+            fp_spans: list[Span] = []
+            group_fps: list[Fingerprint] = []
+            for ((g, a, b, _), rec, kind, smp, audio), sc in zip(cuts, scores):
                 bad = M.check(sc, cfg.filters)
                 if bad:
                     rejecter("segment")(rec, smp.sample_id, "filters", bad[0], bad[1], smp.duration_s)
                     continue
                 audio = self.measurer.normalize(audio, sc)
-                if cfg.filters.dedup.enabled:  # of the audio as written
-                    fps.append(fingerprint(smp.sample_id, kind, rec.recording_id, rec.source, audio,
-                                           cfg.sample_rate, cfg.filters.dedup))
                 for k in M.COLUMNS:
                     setattr(smp, k, getattr(sc, k))
                 flac = encode_flac(audio, cfg.sample_rate, cfg.shards.flac_compression)
                 smp.sha256 = storage.sha256_bytes(flac)
+                if cfg.filters.dedup.enabled:  # the exact check: the PCM as written (its FLAC's MD5)
+                    group_fps.append(Fingerprint(smp.sample_id, kind, rec.recording_id, rec.source, smp.duration_s,
+                                                 flac_pcm_md5(flac)))
+                    fp_spans.append(Span(index.get((g, -1), -1), a, b))
                 items[kind].append((smp, spill.tell(), len(flac)))
                 spill.write(flac)
-            del cuts
+            add_landmarks(group_fps, fp_spans, sources, cfg.filters.dedup)
+            fps.extend(group_fps)
+            del cuts, sources
             group.clear()  # the group's audio goes before the next recording is read
 
         with tempfile.TemporaryFile(prefix="matalu-unit-") as spill:
@@ -225,8 +259,9 @@ class UnitProcessor:
             tracks = [_Track(-1, np.ascontiguousarray(mix))]
         return dec, tracks
 
-    def _cut(self, rec: Recording, dec: Decoded, tracks: list[_Track], reject) -> dict[str, list[tuple[Sample, np.ndarray]]]:
-        """One recording's mono and dialog samples with their audio (a recording without speech is rejected)."""
+    def _cut(self, rec: Recording, dec: Decoded, tracks: list[_Track], reject) -> dict[str, list[_Cut]]:
+        """One recording's mono and dialog samples with their audio and where it lies in the recording (a recording
+        without speech is rejected)."""
         cfg = self.cfg
         rid = safe_id(rec.recording_id)
         if not any(t.regions for t in tracks):
@@ -290,7 +325,7 @@ class UnitProcessor:
             rows.append(row)
         return rows
 
-    def _mono(self, rec: Recording, rid: str, tracks: list[_Track], reject) -> list[tuple[Sample, np.ndarray]]:
+    def _mono(self, rec: Recording, rid: str, tracks: list[_Track], reject) -> list[_Cut]:
         cfg, sr = self.cfg, self.cfg.sample_rate
         out = []
         spans_by_track = [(t, mono_spans(t.regions, cfg.filters.max_duration_s, cfg.segment.mono_max_gap_s)) for t in tracks]
@@ -320,10 +355,10 @@ class UnitProcessor:
                              start_s=round(s, 3), end_s=round(e, 3), duration_s=dur, channels=1, sample_rate=sr,
                              speakers=speakers, turns=ts, text=text, license=rec.license, snr_db=q.snr_db,
                              speech_ratio=q.speech_ratio, clipping=q.clipping, split=rec.split)
-                out.append((smp, audio))
+                out.append((smp, audio, (a, b, t.channel)))
         return out
 
-    def _dialogs(self, rec: Recording, rid: str, dec: Decoded, tracks: list[_Track], reject) -> list[tuple[Sample, np.ndarray]]:
+    def _dialogs(self, rec: Recording, rid: str, dec: Decoded, tracks: list[_Track], reject) -> list[_Cut]:
         cfg, sr = self.cfg, self.cfg.sample_rate
         roles = {t.role for t in rec.turns}
         if not {SYSTEM, USER} <= roles:
@@ -350,7 +385,7 @@ class UnitProcessor:
                          speakers=speakers, turns=ts, text="\n".join(t.text for t in ts if t.text),
                          license=rec.license, snr_db=q.snr_db, speech_ratio=q.speech_ratio, clipping=q.clipping,
                          split=rec.split)
-            out.append((smp, audio))
+            out.append((smp, audio, (a, b, -1)))
         return out
 
     def _write_shards(self, unit: WorkUnit, kind: str, items: list[tuple[Sample, int, int]], spill) -> list[Shard]:

@@ -21,6 +21,31 @@ def encode_flac(x: np.ndarray, sr: int, compression_level: float = 0.0) -> bytes
     return buf.getvalue()
 
 
+def flac_pcm_md5(flac: bytes) -> str:
+    """The MD5 of the 16-bit PCM a FLAC holds, as its STREAMINFO block carries it (libFLAC computes it while
+    encoding; free to read); computed from the decoded PCM when an encoder left it unset (all zeros)."""
+    if flac[:4] != b"fLaC" or flac[4] & 0x7F != 0 or len(flac) < 42:
+        raise ValueError("not a FLAC stream starting with its STREAMINFO block")
+    md5 = flac[26:42]
+    if any(md5):
+        return md5.hex()
+    import hashlib
+
+    import soundfile as sf
+
+    pcm, _ = sf.read(io.BytesIO(flac), dtype="int16", always_2d=True)
+    return hashlib.md5(pcm.astype("<i2").tobytes()).hexdigest()
+
+
+def pcm16_md5(x: np.ndarray) -> str:
+    """The MD5 of ``[channels, samples]`` float audio as :func:`encode_flac` stores it (libsndfile's conversion:
+    ``x * 32768`` rounded, clipped, channels interleaved): equal to :func:`flac_pcm_md5` of its FLAC."""
+    import hashlib
+
+    pcm = np.clip(np.rint(np.clip(np.atleast_2d(x), -1.0, 1.0).T * 32768.0), -32768, 32767).astype("<i2")
+    return hashlib.md5(pcm.tobytes()).hexdigest()
+
+
 def encode_wav(x: np.ndarray, sr: int) -> bytes:
     """``[channels, samples]`` float32 -> 16-bit PCM WAV bytes."""
     import soundfile as sf

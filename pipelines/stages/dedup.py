@@ -1,8 +1,8 @@
 """Duplicate removal across a whole run (docs/DESIGN.md §6, duplicates).
 
 Each unit writes a fingerprint per sample (``parts/<unit>/fingerprints.parquet``, with its other parts): the
-sha256 of the sample's decoded 16-bit PCM (exact duplicates: the same audio in another file or container) and
-spectral-peak *landmarks* (near duplicates: the same clip at another bitrate or level, the same jingle or ad in
+MD5 of the sample's 16-bit PCM as written (its FLAC's STREAMINFO MD5; exact duplicates: the same audio in another
+file or container) and spectral-peak *landmarks* (near duplicates: the same clip at another bitrate or level, the same jingle or ad in
 many episodes). After every unit is done, :func:`find_duplicates` walks the samples in run order (unit order, then
 sample id) and keeps the first occurrence; a later sample whose PCM hash equals a kept one's, or that shares a long
 enough matching stretch of landmarks with a kept one, becomes a ``duplicate`` reject naming the kept sample. It is
@@ -12,8 +12,12 @@ Landmarks (the method chosen by measurement, benchmarks/RESULTS.md "Quality filt
 (of the audio resampled to 8 kHz: 32 ms window, 16 ms hop, 125 Hz–4 kHz) is reduced to local maxima (±64 ms, ±188 Hz) within ``peak_range_db`` of
 the clip's loudest peak (no per-second cap: one would depend on where a clip starts); each peak is paired with the next ``fanout`` peaks
 up to 640 ms later and ±1.25 kHz away, and the pair (f1, f2 − f1, Δt) is a 20-bit hash at the anchor's time.
-This is done on two STFT grids half a hop apart (times in 8 ms ticks): a copy that starts mid-frame (a jingle
-inserted anywhere) meets one of them within 4 ms, where one grid alone kept only ~20% of its peaks.
+This is done on two STFT grids half a hop apart (times in 8 ms ticks; one 8 ms-hop STFT, even and odd frames): a
+copy that starts mid-frame (a jingle inserted anywhere) meets one of them within 4 ms, where one grid alone kept
+only ~20% of its peaks. In a unit the landmarks are taken once per *stretch* of a recording's mono mix (the
+overlapping samples' ranges, pipelines/stages/stretch.py: a dialog window and its mono turns are one pass) and
+each sample keeps those whose two frames lie in its range (:func:`add_landmarks`); a sample alone in its stretch
+gets exactly the landmarks of its own audio.
 Peaks are where the energy is, so they survive lossy re-encoding (which drops the quiet detail between them) and
 level changes (the peak picking is relative to the clip). Two clips match when many hashes agree at one time
 offset: at least ``min_hits`` agreeing hashes that cover ``min_match_s`` of the later clip (or half of a clip
@@ -26,15 +30,15 @@ different audio and is kept; the same recording twice is the same audio and is c
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 from manifests.rows import Reject, Row
+from pipelines.stages.stretch import Span, stretches
 
 SR = 16000  # the samples' rate
 FP_RATE, N_FFT, HOP = 8000, 256, 128  # landmarks are taken at 8 kHz (only 125 Hz-4 kHz is used): 32 ms, 16 ms hop
@@ -66,55 +70,54 @@ class Fingerprint(Row):
     recording_id: str
     source: str
     duration_s: float
-    pcm_sha256: str
-    hashes: list[int]
-    times: list[int]  # the anchor's time in ticks (8 ms)
+    pcm_md5: str  # of the 16-bit PCM as written (the FLAC's own STREAMINFO MD5)
+    hashes: list[int] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)  # the anchor's time in ticks (8 ms) from the sample's start
 
     SCHEMA: ClassVar[pa.Schema] = pa.schema([
         ("sample_id", pa.string()), ("kind", pa.string()), ("recording_id", pa.string()), ("source", pa.string()),
-        ("duration_s", pa.float64()), ("pcm_sha256", pa.string()), ("hashes", pa.list_(pa.int32())),
+        ("duration_s", pa.float64()), ("pcm_md5", pa.string()), ("hashes", pa.list_(pa.int32())),
         ("times", pa.list_(pa.int32())),
     ])
 
 
-def pcm_sha256(audio: np.ndarray) -> str:
-    """sha256 of the audio as 16-bit PCM (what the FLAC holds), channels interleaved."""
-    a = np.atleast_2d(audio)
-    pcm = np.clip(np.round(a.T * 32768.0), -32768, 32767).astype("<i2")
-    return hashlib.sha256(pcm.tobytes()).hexdigest()
+def _running_max(x: np.ndarray, r: int, axis: int, step: int = 1) -> np.ndarray:
+    """The maximum over ``x[i - r * step], x[i - (r - 1) * step], ..., x[i + r * step]`` along ``axis`` (-inf
+    outside), by doubling: ~log2(r) passes. ``step`` 2 on interleaved grids keeps each grid to its own frames."""
+    x = np.moveaxis(x, axis, 0)
+    n, w, pad = len(x), 2 * r + 1, np.full((r * step,) + x.shape[1:], -np.inf, x.dtype)
+    spans = {1: np.concatenate([pad, x, pad])}  # spans[k][i] = max(p[i], p[i + step], ..., p[i + (k - 1) step])
+    k = 1
+    while 2 * k <= w:
+        q = spans[k]
+        spans[2 * k] = np.maximum(q[: len(q) - k * step], q[k * step :])
+        k *= 2
+    out, done = spans[k][:n].copy(), k  # the first k of the w
+    for j in sorted(spans, reverse=True):
+        if done + j <= w:
+            np.maximum(out, spans[j][done * step : done * step + n], out=out)
+            done += j
+    return np.moveaxis(out, 0, axis)
 
 
-def _maxfilter(x: np.ndarray, rt: int, rf: int) -> np.ndarray:
-    """The maximum over a (2 rt + 1) x (2 rf + 1) neighbourhood, separably (running maxima of shifted views)."""
-    p = np.pad(x, ((rt, rt), (0, 0)), constant_values=-np.inf)
-    m = p[: len(x)].copy()
-    for k in range(1, 2 * rt + 1):
-        np.maximum(m, p[k : k + len(x)], out=m)
-    p = np.pad(m, ((0, 0), (rf, rf)), constant_values=-np.inf)
-    out = p[:, : x.shape[1]].copy()
-    for k in range(1, 2 * rf + 1):
-        np.maximum(out, p[:, k : k + x.shape[1]], out=out)
+def peaks(db: np.ndarray, cfg: DedupConfig, grids: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Spectral peaks of a log spectrogram ``[frames, F_HI - F_LO]`` holding ``grids`` interleaved STFT grids
+    (frame i belongs to grid i % grids): per grid, the (frame, bin) arrays of the maxima of their (2 PEAK_T + 1)
+    frames x (2 PEAK_F + 1) bins neighbourhood within ``peak_range_db`` of the grid's loudest, sorted by frame
+    then bin (``np.nonzero``'s row-major order); frames counted in the grid's own hops."""
+    if not len(db):
+        return [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * grids
+    m = _running_max(_running_max(db, PEAK_T, 0, grids), PEAK_F, 1)
+    out = []
+    for g in range(grids):
+        d = db[g::grids]
+        out.append(np.nonzero((d == m[g::grids]) & (d >= d.max() - cfg.peak_range_db)))
     return out
 
 
-def peaks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Spectral peaks of 8 kHz mono audio: (frame, bin) arrays sorted by frame then bin."""
-    x = np.asarray(audio, np.float32)
-    if len(x) < N_FFT:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP] * np.hanning(N_FFT).astype(np.float32)
-    spec = np.abs(np.fft.rfft(frames, axis=1))[:, F_LO:F_HI]
-    db = 20 * np.log10(spec + 1e-9)
-    is_peak = (db == _maxfilter(db, PEAK_T, PEAK_F)) & (db >= db.max() - cfg.peak_range_db)
-    t, f = np.nonzero(is_peak)
-    order = np.lexsort((f, t))
-    return t[order], f[order]
-
-
-def landmarks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(hashes, anchor frames) of 8 kHz mono audio: each peak paired with the next ``fanout`` peaks (in time, then
+def landmarks(t: np.ndarray, f: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, anchor frames) of one grid's peaks: each peak paired with the next ``fanout`` peaks (in time, then
     frequency order) that lie 1..PAIR_DT frames later and within PAIR_DF bins."""
-    t, f = peaks(audio, cfg)
     t, f = t.astype(np.int64), f.astype(np.int64)
     n = len(t)
     taken = np.zeros(n, np.int64)
@@ -138,25 +141,88 @@ def landmarks(audio: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(hs)[o].astype(np.int32), np.concatenate(ts)[o].astype(np.int32)
 
 
+@dataclass
+class StretchLandmarks:
+    """The landmarks of one stretch of 16 kHz mono audio, both grids, times in ticks from its start."""
+
+    hashes: np.ndarray
+    times: np.ndarray  # the anchor frame's start, sorted
+    ends: np.ndarray  # the end of the pair's later frame
+
+    @classmethod
+    def of(cls, audio: np.ndarray, cfg: DedupConfig) -> "StretchLandmarks":
+        """Resampled to 8 kHz once; one STFT at an 8 ms hop is both grids (even frames: phase 0, odd: phase 1);
+        each grid's peaks and pairs are its own."""
+        from storage.audio import resample
+
+        x = resample(np.asarray(audio, np.float32)[None], SR, FP_RATE, quality="QQ")[0]
+        if len(x) < N_FFT:
+            e = np.zeros(0, np.int32)
+            return cls(e, e, e)
+        hs, ts = [], []
+        for phase, (t, f) in enumerate(peaks(_log_spectrogram(x), cfg, grids=2)):
+            h, t = landmarks(t, f, cfg)
+            hs.append(h)
+            ts.append(2 * t + phase)
+        h, t = np.concatenate(hs), np.concatenate(ts).astype(np.int32)
+        order = np.argsort(t, kind="stable")
+        h, t = h[order], t[order]
+        return cls(h, t, t + 2 * (h & 63) + N_FFT // (HOP // 2))
+
+    def slice(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, times) of the samples ``[start, end)`` (16 kHz, from the stretch's start): the landmarks whose
+        two frames lie inside, times from the first tick at or after ``start``."""
+        lo, hi = -(-start // TICK), end // TICK
+        a, b = np.searchsorted(self.times, [lo, hi])
+        keep = self.ends[a:b] <= hi
+        return self.hashes[a:b][keep], self.times[a:b][keep] - lo
+
+
+_WINDOW = np.hanning(N_FFT).astype(np.float32)
+
+
+def _log_spectrogram(x: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """20 log10 |STFT| (bins F_LO..F_HI) of 8 kHz audio at an 8 ms hop, ``chunk`` frames at a time (they stay in
+    the CPU's cache: ~20% faster than one call over the whole stretch, the same numbers)."""
+    import scipy.fft
+
+    v = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[:: HOP // 2]
+    out = np.empty((len(v), F_HI - F_LO), np.float32)
+    for i in range(0, len(v), chunk):
+        o = out[i : i + chunk]
+        np.abs(scipy.fft.rfft(v[i : i + chunk] * _WINDOW, axis=1, workers=1)[:, F_LO:F_HI], out=o)
+        o += np.float32(1e-9)
+        np.log10(o, out=o)
+        o *= np.float32(20)
+    return out
+
+
+def add_landmarks(fps: list[Fingerprint], spans: list[Span], mixes, cfg: DedupConfig) -> None:
+    """Fill each fingerprint's landmarks from its span (``spans[i]`` is ``fps[i]``'s place in ``mixes``, the
+    recordings' 16 kHz mono mixes): computed once per stretch of overlapping spans, each sample taking the
+    landmarks of its own time range. Nothing to do when ``cfg.near`` is off."""
+    if not cfg.near:
+        return
+    for st in stretches(spans):
+        lm = StretchLandmarks.of(mixes[st.recording][st.start : st.end], cfg)
+        for i in st.members:
+            h, t = lm.slice(spans[i].start - st.start, spans[i].end - st.start)
+            fps[i].hashes, fps[i].times = h.tolist(), t.tolist()
+
+
 def fingerprint(sample_id: str, kind: str, recording_id: str, source: str, audio: np.ndarray, sr: int,
                 cfg: DedupConfig) -> Fingerprint:
-    """``audio``: [channels, samples] at 16 kHz (a dialog's channels are mixed for the landmarks)."""
+    """One clip's fingerprint on its own: ``audio`` [channels, samples] at 16 kHz (channels mixed for the
+    landmarks); the MD5 of its 16-bit PCM (what its FLAC's STREAMINFO would say)."""
+    from storage.audio import pcm16_md5
+
     if sr != SR:
         raise ValueError(f"fingerprints are taken at {SR} Hz, got {sr} Hz audio")
     a = np.atleast_2d(audio)
-    h, t = np.zeros(0, np.int32), np.zeros(0, np.int32)
-    if cfg.near:  # the STFT grid at two phases, so a copy that starts mid-frame still meets one of them closely
-        from storage.audio import resample
-
-        mono = resample(a.mean(axis=0, keepdims=True).astype(np.float32), SR, FP_RATE, quality="QQ")[0]
-        half = HOP // 2
-        (h0, t0), (h1, t1) = landmarks(mono, cfg), landmarks(mono[half:], cfg)
-        h, t = np.concatenate([h0, h1]), np.concatenate([2 * t0, 2 * t1 + 1]).astype(np.int32)
-        order = np.argsort(t, kind="stable")
-        h, t = h[order], t[order]
-    return Fingerprint(sample_id=sample_id, kind=kind, recording_id=recording_id, source=source,
-                       duration_s=round(a.shape[-1] / sr, 4), pcm_sha256=pcm_sha256(a), hashes=h.tolist(),
-                       times=t.tolist())
+    fp = Fingerprint(sample_id=sample_id, kind=kind, recording_id=recording_id, source=source,
+                     duration_s=round(a.shape[-1] / sr, 4), pcm_md5=pcm16_md5(a))
+    add_landmarks([fp], [Span(0, 0, a.shape[-1])], [a.mean(axis=0)], cfg)
+    return fp
 
 
 @dataclass
@@ -222,8 +288,8 @@ def _find_duplicates(fps: list[Fingerprint], cfg: DedupConfig) -> list[Reject]:
     out: list[Reject] = []
     for fp in fps:
         detail = ""
-        if fp.pcm_sha256 in exact:
-            detail = f"exact duplicate of {kept_ids[exact[fp.pcm_sha256]]} (the same decoded audio)"
+        if fp.pcm_md5 in exact:
+            detail = f"exact duplicate of {kept_ids[exact[fp.pcm_md5]]} (the same decoded audio)"
         elif cfg.near:
             m = best_match(fp, refs, durations, cfg)
             if m is not None:
@@ -237,7 +303,7 @@ def _find_duplicates(fps: list[Fingerprint], cfg: DedupConfig) -> list[Reject]:
         k = len(kept_ids)
         kept_ids.append(fp.sample_id)
         durations.append(fp.duration_s)
-        exact[fp.pcm_sha256] = k
+        exact[fp.pcm_md5] = k
         for h, t in zip(fp.hashes, fp.times):
             lst = refs.setdefault(h, [])
             if lst and lst[-1][0] != k and n_refs[h] >= cfg.max_refs_per_hash:

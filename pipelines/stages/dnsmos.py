@@ -16,7 +16,13 @@ and why:
 * batching: the windows of many clips (a unit's samples) go through onnxruntime together, ``batch`` at a time,
   one thread per actor on CPU, or the CUDA provider when onnxruntime offers one.
 
-A clip's score is the mean over its windows, as in the reference. Cost: the CNN is the expensive part of
+A clip's score is the mean over its windows, as in the reference. In a unit, the windows cover each recording's
+*speech* once rather than each sample (pipelines/stages/stretch.py: mono samples and dialog windows overlap, a
+dialog source used to pay about twice): the samples' ranges that overlap or touch make one stretch of the
+recording's mono mix, the stretch is covered as a clip is, and each sample gets the mean of the windows that
+overlap it, weighted by the overlap. So a sample's score is that of the windows around it, which may reach past
+its ends into the neighbouring speech of its stretch (up to a window, 9.01 s); a sample that overlaps no other is
+scored exactly as on its own (benchmarks/RESULTS.md "[10] filters' cost, third session" compares the two). Cost: the CNN is the expensive part of
 ingestion on CPU (benchmarks/RESULTS.md), which is why ``measures.dnsmos`` is a switch.
 """
 
@@ -28,6 +34,8 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from pipelines.stages.stretch import Span, stretches
 
 SAMPLE_RATE = 16000
 WINDOW = int(9.01 * SAMPLE_RATE)  # 144160 samples: the model's fixed input length
@@ -73,17 +81,20 @@ def usable_model(configured: str = "") -> str:
     return configured or find_model()
 
 
+def window_starts(n: int) -> np.ndarray:
+    """Where the windows covering ``n`` samples start: one window (the audio repeated to fill it) when ``n`` is at
+    most a window, else ``ceil(n / WINDOW)`` windows spread evenly from the start to the end."""
+    if n <= WINDOW:
+        return np.zeros(1 if n else 0, int)
+    return np.linspace(0, n - WINDOW, math.ceil(n / WINDOW)).round().astype(int)
+
+
 def windows(x: np.ndarray) -> np.ndarray:
-    """``[n, WINDOW]`` float32 windows covering mono ``x``: one repeated-to-fill window for a short clip, else
-    ``ceil(len / WINDOW)`` windows spread evenly from the start to the end."""
+    """``[n, WINDOW]`` float32 windows covering mono ``x`` (at :func:`window_starts`)."""
     x = np.asarray(x, dtype=np.float32)
-    if len(x) == 0:
-        return np.zeros((0, WINDOW), np.float32)
     if len(x) <= WINDOW:
-        return np.resize(x, WINDOW)[None, :]  # np.resize repeats the clip cyclically
-    n = math.ceil(len(x) / WINDOW)
-    starts = np.linspace(0, len(x) - WINDOW, n).round().astype(int)
-    return np.stack([x[s : s + WINDOW] for s in starts])
+        return np.resize(x, WINDOW)[None, :] if len(x) else np.zeros((0, WINDOW), np.float32)  # repeats the clip
+    return np.stack([x[s : s + WINDOW] for s in window_starts(len(x))])
 
 
 class Dnsmos:
@@ -111,19 +122,31 @@ class Dnsmos:
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 3))
 
     def score(self, clips: list[np.ndarray]) -> list[DnsmosScores | None]:
-        per = []
-        for c in clips:
-            c = np.asarray(c)
-            per.append(windows(c.mean(axis=0) if c.ndim == 2 else c))
-        raw = self.raw(np.concatenate(per) if per else np.zeros((0, WINDOW), np.float32))
+        """Each clip on its own (a clip is a stretch alone; see :meth:`score_spans`)."""
+        mixes = [c.mean(axis=0) if c.ndim == 2 else c for c in map(np.asarray, clips)]
+        return self.score_spans(mixes, [Span(i, 0, len(m)) for i, m in enumerate(mixes)])
+
+    def score_spans(self, mixes, spans: list[Span]) -> list[DnsmosScores | None]:
+        """Scores of samples that lie at ``spans`` of the recordings' 16 kHz mono ``mixes``: each stretch of
+        overlapping spans is covered by windows once (pipelines/stages/stretch.py), and a sample's score is the
+        mean of the windows that overlap it, weighted by the overlap (a stretch of at most one window: that one
+        window's). A sample alone in its stretch is scored exactly as on its own; None for an empty one."""
+        sts = stretches(spans)
+        starts = [window_starts(st.end - st.start) for st in sts]
+        w = [windows(np.asarray(mixes[st.recording][st.start : st.end])) for st in sts]
+        raw = self.raw(np.concatenate(w) if w else np.zeros((0, WINDOW), np.float32))
         mos = np.stack([np.polyval(POLY[k], raw[:, i]) for i, k in enumerate(("sig", "bak", "ovrl"))], axis=1)
-        out: list[DnsmosScores | None] = []
+        out: list[DnsmosScores | None] = [None] * len(spans)
         at = 0
-        for w in per:
-            if len(w) == 0:
-                out.append(None)
-                continue
-            m = mos[at : at + len(w)].mean(axis=0)
-            at += len(w)
-            out.append(DnsmosScores(*(round(float(v), 3) for v in m)))
+        for st, ws in zip(sts, starts):
+            m = mos[at : at + len(ws)]
+            at += len(ws)
+            for i in st.members:
+                a, b = spans[i].start - st.start, spans[i].end - st.start
+                if b <= a or not len(ws):
+                    continue
+                ends = ws + WINDOW if len(ws) > 1 else np.array([max(WINDOW, st.end - st.start)])
+                weight = np.clip(np.minimum(ends, b) - np.maximum(ws, a), 0, None).astype(np.float64)
+                v = m.mean(axis=0) if len(st.members) == 1 else weight @ m / weight.sum()  # alone: as on its own
+                out[i] = DnsmosScores(*(round(float(x), 3) for x in v))
         return out

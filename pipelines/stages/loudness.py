@@ -34,6 +34,15 @@ class LoudnessMeter:
         if self.step != BLOCK_S / 4 * sr:
             raise ValueError(f"loudness: {sr} Hz does not give whole-sample 100 ms steps; resample to 16 kHz first")
 
+    def _dither(self, n: int) -> np.ndarray:
+        """A +-1e-12 (-240 dBFS) Nyquist-rate tone added to the input: digital silence (a dialog channel between
+        its speaker's turns is exact zeros) would let the filters' state decay into subnormal floats, which the
+        CPU handles ~7x slower (measured: benchmarks/RESULTS.md "[10] filters' cost, third session"); the tone
+        keeps it normal and is ~170 dB under the -70 LUFS gate, so no loudness changes."""
+        if len(getattr(self, "_tone", ())) < n:
+            self._tone = np.where(np.arange(max(n, 30 * self.sr)) % 2, -1e-12, 1e-12).astype(np.float32)
+        return self._tone[:n]
+
     def lufs(self, audio: np.ndarray) -> float | None:
         """Integrated loudness of float ``[channels, samples]`` (or mono) audio; ``FLOOR_LUFS`` when no block is
         above BS.1770's -70 LUFS absolute gate; None when it is shorter than one 0.4 s block. Channels count with
@@ -45,7 +54,7 @@ class LoudnessMeter:
         n = a.shape[1]
         if n < self.block:
             return None
-        y = sosfilt(self.sos, a, axis=1)
+        y = sosfilt(self.sos, a + self._dither(n), axis=1)
         # mean square of each 400 ms block every 100 ms, from sums over 100 ms steps; the last block may run past
         # the end, its sum cut short as in pyloudnorm
         n_blocks = int(round((n / self.sr - BLOCK_S) / (BLOCK_S / 4))) + 1

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipelines.stages.bandwidth import DROP_DB, effective_bandwidth
 from pipelines.stages.quality import FilterConfig
+from pipelines.stages.stretch import Span
 
 # the Sample columns this module fills
 COLUMNS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "bandwidth_hz", "loudness_lufs", "loudness_normalized_to",
@@ -91,10 +92,13 @@ class Measurer:
 
             self.meter = LoudnessMeter(sr)
 
-    def measure(self, clips: list[np.ndarray], filters: FilterConfig | None = None) -> list[Scores]:
+    def measure(self, clips: list[np.ndarray], filters: FilterConfig | None = None, spans: list[Span] | None = None,
+                mixes=None) -> list[Scores]:
         """Scores of float ``[channels, samples]`` clips. The cheap measures come first; DNSMOS (batched over the
         clips) runs only on clips that pass ``filters``' bandwidth and loudness bounds, since the others are rejects
-        whatever it says."""
+        whatever it says. With ``spans`` (each clip's place in ``mixes``, its recording's 16 kHz mono mix), DNSMOS
+        covers each recording's speech once and each clip takes the windows over its range
+        (:meth:`Dnsmos.score_spans`); without, each clip is scored on its own."""
         out = [Scores() for _ in clips]
         for s, c in zip(out, clips):
             if self.cfg.bandwidth:
@@ -103,7 +107,9 @@ class Measurer:
                 s.loudness_lufs = self.meter.lufs(c)
         if self.dnsmos is not None:
             todo = [i for i, s in enumerate(out) if filters is None or check(s, filters) is None]
-            for i, d in zip(todo, self.dnsmos.score([clips[i] for i in todo])):
+            got = (self.dnsmos.score([clips[i] for i in todo]) if spans is None else
+                   self.dnsmos.score_spans(mixes, [spans[i] for i in todo]))
+            for i, d in zip(todo, got):
                 if d is not None:
                     out[i].dnsmos_sig, out[i].dnsmos_bak, out[i].dnsmos_ovrl = d.sig, d.bak, d.ovrl
         return out

@@ -1,5 +1,6 @@
 """Our vectorised BS.1770 integrated loudness equals pyloudnorm's reference loop (mono, two channels, quiet, noise,
-a clip whose last block runs past its end), and reads silence as the -70 LUFS gate."""
+a clip whose last block runs past its end, digital silence between turns), and reads silence as the -70 LUFS
+gate."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ def test_equals_pyloudnorm():
     rng = np.random.default_rng(0)
     clips = {"speech": x, "quiet": x * 0.01, "two channels": np.stack([x, 0.3 * x[::-1]]),
              "noise, ragged end": (0.1 * rng.standard_normal(16000 * 7 + 123)).astype(np.float32),
-             "one block and a bit": x[:7000]}
+             "one block and a bit": x[:7000],
+             # a dialog channel: speech, 5 s of digital silence (the filters' subnormal trap), speech
+             "digital silence between turns": np.concatenate([x, np.zeros(80000, np.float32), x])}
     ours, ref = LoudnessMeter(16000), pyloudnorm.Meter(16000)
     for name, c in clips.items():
         with warnings.catch_warnings():
