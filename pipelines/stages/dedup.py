@@ -81,38 +81,60 @@ class Fingerprint(Row):
     ])
 
 
-def _running_max(x: np.ndarray, r: int, axis: int, step: int = 1) -> np.ndarray:
-    """The maximum over ``x[i - r * step], x[i - (r - 1) * step], ..., x[i + r * step]`` along ``axis`` (-inf
-    outside), by doubling: ~log2(r) passes. ``step`` 2 on interleaved grids keeps each grid to its own frames."""
-    x = np.moveaxis(x, axis, 0)
-    n, w, pad = len(x), 2 * r + 1, np.full((r * step,) + x.shape[1:], -np.inf, x.dtype)
-    spans = {1: np.concatenate([pad, x, pad])}  # spans[k][i] = max(p[i], p[i + step], ..., p[i + (k - 1) step])
+def _window_max(p: np.ndarray, w: int, n: int, stride: int = 1) -> np.ndarray:
+    """``out[j] = max(p[j], p[j + stride], ..., p[j + (w - 1) stride])`` for ``j < n``, ``p`` 1-D, by doubling:
+    ~log2(w) contiguous passes (a padded 2-D block seen flat: ``stride`` 1 runs along a row, a row's length runs
+    down a column)."""
+    spans = {1: p}  # spans[k][i] = max(p[i], p[i + stride], ..., p[i + (k - 1) stride])
     k = 1
     while 2 * k <= w:
         q = spans[k]
-        spans[2 * k] = np.maximum(q[: len(q) - k * step], q[k * step :])
+        spans[2 * k] = np.maximum(q[: len(q) - k * stride], q[k * stride :])
         k *= 2
     out, done = spans[k][:n].copy(), k  # the first k of the w
     for j in sorted(spans, reverse=True):
         if done + j <= w:
-            np.maximum(out, spans[j][done * step : done * step + n], out=out)
+            np.maximum(out, spans[j][done * stride : done * stride + n], out=out)
             done += j
-    return np.moveaxis(out, 0, axis)
-
-
-def peaks(db: np.ndarray, cfg: DedupConfig, grids: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Spectral peaks of a log spectrogram ``[frames, F_HI - F_LO]`` holding ``grids`` interleaved STFT grids
-    (frame i belongs to grid i % grids): per grid, the (frame, bin) arrays of the maxima of their (2 PEAK_T + 1)
-    frames x (2 PEAK_F + 1) bins neighbourhood within ``peak_range_db`` of the grid's loudest, sorted by frame
-    then bin (``np.nonzero``'s row-major order); frames counted in the grid's own hops."""
-    if not len(db):
-        return [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * grids
-    m = _running_max(_running_max(db, PEAK_T, 0, grids), PEAK_F, 1)
-    out = []
-    for g in range(grids):
-        d = db[g::grids]
-        out.append(np.nonzero((d == m[g::grids]) & (d >= d.max() - cfg.peak_range_db)))
     return out
+
+
+def peaks(db: np.ndarray, cfg: DedupConfig, chunk: int = 512) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Spectral peaks of a log spectrogram ``[frames, F_HI - F_LO]`` holding two interleaved STFT grids (frame i
+    belongs to grid i % 2): per grid, the (frame, bin) arrays of the maxima of their (2 PEAK_T + 1) frames x
+    (2 PEAK_F + 1) bins neighbourhood (-inf outside) within ``peak_range_db`` of the grid's loudest, sorted by
+    frame then bin; frames counted in the grid's own hops.
+
+    ``chunk`` frames at a time with their neighbours' frames (they stay in the CPU's cache), each chunk copied once
+    into a block padded with -inf rows and columns so that every max is a pass over contiguous memory: the bins'
+    max along the flat block, the frames' max with a stride of two rows (a grid's own frames). ~4x faster than
+    running maxima over the whole array, the same peaks (tests/pipelines/test_stretch_measures.py checks them
+    against ``scipy.ndimage.maximum_filter``)."""
+    n, nb = db.shape
+    if not n:
+        return [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * 2
+    floor = np.array([db[g::2].max(initial=-np.inf) - cfg.peak_range_db for g in range(2)], db.dtype)  # a grid may be empty
+    floors = np.tile(floor[:, None], (chunk // 2, 1))  # a chunk starts on an even frame: rows alternate grids
+    halo, w = 2 * PEAK_T, nb + 2 * PEAK_F  # frames either side a chunk's maxima need; a padded row
+    buf = np.empty((chunk + 4 * halo + 1, w), db.dtype)
+    ks = []
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        a, b = max(0, s - halo), min(n, e + halo)
+        rows = b - a + (b - a) % 2  # an even count keeps a grid in one column of the [rows / 2, 2 w] view
+        p = buf[: rows + 2 * halo]  # halo rows of -inf above (an even count: grids keep their rows' parity), below
+        p.fill(-np.inf)
+        p[halo : halo + b - a, PEAK_F : PEAK_F + nb] = db[a:b]
+        flat = p.reshape(-1)
+        fm = np.empty_like(flat)  # fm[r * w + f]: row r's max over its bins f - PEAK_F .. f + PEAK_F
+        fm[: len(flat) - 2 * PEAK_F] = _window_max(flat, 2 * PEAK_F + 1, len(flat) - 2 * PEAK_F)
+        fm[len(flat) - 2 * PEAK_F :] = -np.inf  # the last padded row's end: never read into a bin's max
+        # m[r * w + f]: the max of fm over rows r, r + 2, ..., r + 4 PEAK_T: centred on padded row r + halo
+        m = _window_max(fm, 2 * PEAK_T + 1, (b - a) * w, 2 * w).reshape(b - a, w)[s - a : e - a, :nb]
+        d = db[s:e]
+        ks.append(np.flatnonzero((d == m) & (d >= floors[: e - s])) + s * nb)
+    t, f = np.divmod(np.concatenate(ks), nb)
+    return [(t[t % 2 == g] // 2, f[t % 2 == g]) for g in range(2)]
 
 
 def landmarks(t: np.ndarray, f: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +182,7 @@ class StretchLandmarks:
             e = np.zeros(0, np.int32)
             return cls(e, e, e)
         hs, ts = [], []
-        for phase, (t, f) in enumerate(peaks(_log_spectrogram(x), cfg, grids=2)):
+        for phase, (t, f) in enumerate(peaks(_log_spectrogram(x), cfg)):
             h, t = landmarks(t, f, cfg)
             hs.append(h)
             ts.append(2 * t + phase)

@@ -43,6 +43,27 @@ def test_stretches_join_overlapping_and_touching_spans_only():
     assert got == [(0, 0, 150, [0, 1, 3]), (0, 151, 160, [4]), (1, 0, 50, [2])]
 
 
+@pytest.mark.parametrize("frames", [0, 1, 2, 9, 17, 40, 131])
+def test_peaks_are_each_grids_neighbourhood_maxima(talk, frames):
+    """The chunked peak picker against scipy's 2-D maximum filter on each grid's frames, across chunk edges (a
+    5-frame chunk), odd and even lengths, and plateaus (rounded dB: equal neighbours are both peaks)."""
+    from scipy.ndimage import maximum_filter
+
+    db = D._log_spectrogram(talk[0][: 8000 + 64 * frames])[:frames]
+    db = np.round(db / 3).astype(np.float32) * 3  # ties
+    cfg = D.DedupConfig(peak_range_db=30.0)
+    got = D.peaks(db, cfg, chunk=6)
+    assert len(got) == 2 and sum(len(t) for t, _ in got) >= frames // 4  # (not a vacuous comparison)
+    for g, (t, f) in enumerate(got):
+        d = db[g::2]
+        m = maximum_filter(d, size=(2 * D.PEAK_T + 1, 2 * D.PEAK_F + 1), mode="constant", cval=-np.inf)
+        want = np.nonzero((d == m) & (d >= d.max() - cfg.peak_range_db)) if len(d) else ([], [])  # (1 frame: grid 1 is empty)
+        assert t.tolist() == list(want[0]) and f.tolist() == list(want[1])
+    assert [t.tolist() for t, _ in got] == [t.tolist() for t, _ in D.peaks(db, cfg)]  # chunk size: no effect
+    if frames == 1:  # a 40 ms clip (one frame: grid 1 empty) has no landmarks; it used to raise
+        assert len(D.StretchLandmarks.of(talk[0][:600], cfg).hashes) == 0
+
+
 def test_a_dialog_window_and_its_turns_are_one_landmark_pass(talk, monkeypatch):
     mix, turns = talk
     other = telugu_speech(TE[1], voice="te+m3")
