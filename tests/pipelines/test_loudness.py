@@ -22,7 +22,11 @@ def test_equals_pyloudnorm():
              "noise, ragged end": (0.1 * rng.standard_normal(16000 * 7 + 123)).astype(np.float32),
              "one block and a bit": x[:7000],
              # a dialog channel: speech, 5 s of digital silence (the filters' subnormal trap), speech
-             "digital silence between turns": np.concatenate([x, np.zeros(80000, np.float32), x])}
+             "digital silence between turns": np.concatenate([x, np.zeros(80000, np.float32), x]),
+             # a dialog window cut from a mono mix: each channel is the mix during its speaker's turns, zeros else
+             "dialog window of a mono mix": np.stack([np.concatenate([x, np.zeros(len(x) + 9000, np.float32), x]),
+                                                      np.concatenate([np.zeros(len(x) + 4500, np.float32), x * 0.5,
+                                                                      np.zeros(len(x) + 4500, np.float32)])])}
     ours, ref = LoudnessMeter(16000), pyloudnorm.Meter(16000)
     for name, c in clips.items():
         with warnings.catch_warnings():
@@ -41,3 +45,19 @@ def test_normalisation_gain_respects_the_peak_ceiling():
     assert g == pytest.approx(-23.0 - lufs, abs=0.01) and m.lufs(apply_gain(x, g)) == pytest.approx(-23.0, abs=0.05)
     g = normalize_gain_db(x, lufs, -5.0, -1.0)  # +14 dB would clip: capped at a -1 dBFS peak
     assert g < -5.0 - lufs and 20 * np.log10(np.abs(apply_gain(x, g)).max()) == pytest.approx(-1.0, abs=0.01)
+
+
+def test_digital_silence_is_not_filtered():
+    """The K-filter skips whole blocks of exact zeros once its ring-down is over (the loudness above is unchanged);
+    audio without such a stretch is filtered whole."""
+    from pipelines.stages.loudness import RING_DOWN, SILENT_BLOCK
+
+    x = telugu_speech()
+    n = len(x)
+    gap = np.concatenate([x, np.zeros(80000, np.float32), x])
+    (a0, a1), (b0, b1) = LoudnessMeter._sounding(gap)
+    assert a0 == 0 and n + RING_DOWN <= a1 <= n + RING_DOWN + 2 * SILENT_BLOCK and n + 80000 - SILENT_BLOCK < b0 <= n + 80000
+    assert b1 == len(gap)
+    assert LoudnessMeter._sounding(x) == [(0, n)]  # speech's own pauses are not exact zeros for 2,560 samples
+    short = np.concatenate([x, np.zeros(RING_DOWN, np.float32), x])  # silence shorter than the ring-down
+    assert LoudnessMeter._sounding(short) == [(0, len(short))]
