@@ -138,24 +138,32 @@ def peaks(db: np.ndarray, cfg: DedupConfig, chunk: int = 512) -> list[tuple[np.n
 
 
 def landmarks(t: np.ndarray, f: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(hashes, anchor frames) of one grid's peaks: each peak paired with the next ``fanout`` peaks (in time, then
-    frequency order) that lie 1..PAIR_DT frames later and within PAIR_DF bins."""
+    """(hashes, anchor frames) of one grid's peaks (or of several grids' laid one after another, more than PAIR_DT
+    frames apart): each peak paired with the next ``fanout`` peaks (in time, then frequency order) that lie
+    1..PAIR_DT frames later and within PAIR_DF bins. The k-th successors of the peaks still short of pairs are
+    tried in turn, k = 1, 2, ...; a peak leaves once it has its pairs or its k-th successor is further than
+    PAIR_DT (the peaks are sorted by time: later successors are further still)."""
     t, f = t.astype(np.int64), f.astype(np.int64)
     n = len(t)
     taken = np.zeros(n, np.int64)
     hs, ts, order = [], [], []
+    act = np.arange(n)
     k = 1
-    while k < n:
-        i = np.arange(n - k)
-        dt, df = t[k:] - t[:-k], f[k:] - f[:-k]
-        if not (dt[taken[:-k] < cfg.fanout] <= PAIR_DT).any():
-            break  # every peak still short of pairs is already further than PAIR_DT from its k-th successor
-        ok = (dt >= 1) & (dt <= PAIR_DT) & (np.abs(df) <= PAIR_DF) & (taken[:-k] < cfg.fanout)
-        sel = i[ok]
+    while True:
+        act = act[act < n - k]
+        j = act + k
+        live = t[j] - t[act] <= PAIR_DT
+        act, j = act[live], j[live]
+        if not len(act):
+            break
+        dt, df = t[j] - t[act], f[j] - f[act]
+        ok = (dt >= 1) & (np.abs(df) <= PAIR_DF)
+        sel = act[ok]
         hs.append((f[sel] << 13) | ((df[ok] + 64) << 6) | dt[ok])
         ts.append(t[sel])
         order.append(sel * 1024 + k)
         taken[sel] += 1
+        act = act[taken[act] < cfg.fanout]
         k += 1
     if not hs:
         return np.zeros(0, np.int32), np.zeros(0, np.int32)
@@ -181,12 +189,10 @@ class StretchLandmarks:
         if len(x) < N_FFT:
             e = np.zeros(0, np.int32)
             return cls(e, e, e)
-        hs, ts = [], []
-        for phase, (t, f) in enumerate(peaks(_log_spectrogram(x), cfg)):
-            h, t = landmarks(t, f, cfg)
-            hs.append(h)
-            ts.append(2 * t + phase)
-        h, t = np.concatenate(hs), np.concatenate(ts).astype(np.int32)
+        (t0, f0), (t1, f1) = peaks(_log_spectrogram(x), cfg)
+        gap = int(t0[-1]) + PAIR_DT + 1 if len(t0) else 0  # grid 1's peaks after grid 0's: one pairing pass
+        h, t = landmarks(np.concatenate([t0, t1 + gap]), np.concatenate([f0, f1]), cfg)
+        t = np.where(t >= gap, 2 * (t - gap) + 1, 2 * t).astype(np.int32)  # ticks: grid 0 even frames, 1 odd
         order = np.argsort(t, kind="stable")
         h, t = h[order], t[order]
         return cls(h, t, t + 2 * (h & 63) + N_FFT // (HOP // 2))
