@@ -22,8 +22,8 @@ class LoudnessMeter:
     shelf and high-pass parameters); the gating is the standard's: 400 ms blocks every 100 ms, an absolute gate
     at -70 LUFS, a relative gate 10 LU under the absolutely-gated mean. ``pyloudnorm.Meter.integrated_loudness``
     computes the same number (``tests/pipelines/test_loudness.py`` checks to 0.01 LU) with a Python loop per
-    block, 2-4x slower; this runs both filters as one float32 second-order-section pass and the block
-    sums from sums over 100 ms steps."""
+    block, 2-4x slower; this runs both filters as one float32 second-order-section pass (over the sounding parts:
+    :meth:`_sounding`) and the block sums from sums over 100 ms steps."""
 
     def __init__(self, sr: int) -> None:
         from pyloudnorm.iirfilter import IIRfilter
@@ -51,7 +51,8 @@ class LoudnessMeter:
         that begins ``RING_DOWN`` samples or more after the last non-zero sample. A dialog channel cut from a mono
         mix is such zeros between its speaker's turns (about half of it): the filter's output there is its
         ring-down, under 1e-12 of the signal (~240 dB under the -70 LUFS gate), so it is taken as zero and the
-        state at the next sound as zero; the loudness moves by under 1e-6 LU (tests/pipelines/test_loudness.py).
+        state at the next sound as zero; the loudness does not change (tests/pipelines/test_loudness.py
+        compares with the filter run over everything).
         A run of zeros must contain a block start, so only blocks that start on a zero are looked at."""
         n, b = len(x), SILENT_BLOCK
         cand = np.flatnonzero(x[: n - n % b : b] == 0)

@@ -47,12 +47,19 @@ def test_normalisation_gain_respects_the_peak_ceiling():
     assert g < -5.0 - lufs and 20 * np.log10(np.abs(apply_gain(x, g)).max()) == pytest.approx(-1.0, abs=0.01)
 
 
-def test_digital_silence_is_not_filtered():
-    """The K-filter skips whole blocks of exact zeros once its ring-down is over (the loudness above is unchanged);
+def test_digital_silence_is_not_filtered(monkeypatch):
+    """The K-filter skips whole blocks of exact zeros once its ring-down is over, with no change to the loudness;
     audio without such a stretch is filtered whole."""
     from pipelines.stages.loudness import RING_DOWN, SILENT_BLOCK
 
     x = telugu_speech()
+    gated = [np.concatenate([x, np.zeros(50000, np.float32), 0.2 * x]), np.concatenate([np.zeros(41000, np.float32), x])]
+    gated[1] = np.concatenate([gated[1], np.zeros(len(gated[0]) - len(gated[1]), np.float32)])
+    m = LoudnessMeter(16000)
+    got = [m.lufs(np.stack(gated)), m.lufs(gated[0]), m.lufs(gated[1])]
+    monkeypatch.setattr(LoudnessMeter, "_sounding", staticmethod(lambda a: [(0, len(a))]))  # filter everything
+    assert got == [m.lufs(np.stack(gated)), m.lufs(gated[0]), m.lufs(gated[1])]
+    monkeypatch.undo()
     n = len(x)
     gap = np.concatenate([x, np.zeros(80000, np.float32), x])
     (a0, a1), (b0, b1) = LoudnessMeter._sounding(gap)
