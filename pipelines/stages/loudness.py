@@ -50,7 +50,7 @@ class LoudnessMeter:
         """The ranges of ``x`` to filter: all of it, less each run of whole ``SILENT_BLOCK`` blocks of exact zeros
         that begins ``RING_DOWN`` samples or more after the last non-zero sample. A dialog channel cut from a mono
         mix is such zeros between its speaker's turns (about half of it): the filter's output there is its
-        ring-down, under 1e-12 of the signal (~240 dB under the -70 LUFS gate), so it is taken as zero and the
+        ring-down, under 1e-12 of the signal (240 dB under it), so it is taken as zero and the
         state at the next sound as zero; the loudness does not change (tests/pipelines/test_loudness.py
         compares with the filter run over everything).
         A run of zeros must contain a block start, so only blocks that start on a zero are looked at."""
