@@ -86,11 +86,15 @@ class LoudnessMeter:
         n = a.shape[1]
         if n < self.block:
             return None
-        y = np.zeros_like(a)
         dither = self._dither(n)
-        for c, x in enumerate(a):
-            for lo, hi in self._sounding(x):
-                y[c, lo:hi] = sosfilt(self.sos, x[lo:hi] + dither[lo:hi])
+        parts = [self._sounding(x) for x in a]
+        if all(p == [(0, n)] for p in parts):  # no digital silence to skip: one pass over every channel
+            y = sosfilt(self.sos, a + dither, axis=1)
+        else:
+            y = np.zeros_like(a)
+            for c, (x, p) in enumerate(zip(a, parts)):
+                for lo, hi in p:
+                    y[c, lo:hi] = sosfilt(self.sos, x[lo:hi] + dither[lo:hi])
         # mean square of each 400 ms block every 100 ms, from sums over 100 ms steps; the last block may run past
         # the end, its sum cut short as in pyloudnorm
         n_blocks = int(round((n / self.sr - BLOCK_S) / (BLOCK_S / 4))) + 1
