@@ -68,7 +68,13 @@ class SegmentationConfig:
     # many speakers: the diarizer keeps at least that many (plateau 1.5-3 s on the dev set; 1 s splits voices)
     min_local_s: float = 2.0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.model, bool):  # YAML reads an unquoted off / on as false / true
+            self.model = "auto" if self.model else "off"
+
     def validate(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"segmentation model must be 'auto', 'off' or a path (got {self.model!r})")
         if not (0 < self.step_s <= CHUNK_S):
             raise ValueError(f"segmentation step_s must be in (0, {CHUNK_S}] seconds (got {self.step_s})")
         if self.batch < 1 or self.threads < 1:

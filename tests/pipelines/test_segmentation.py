@@ -92,7 +92,14 @@ def test_geometry_with_random_weights(tmp_path):
 
 
 def test_off_missing_and_wrong_models(tmp_path):
+    from pipelines.config import config_from_dict
+
     assert sg.load(sg.SegmentationConfig(model="off")) is None
+    # an unquoted `off` in a YAML config arrives as False
+    cfg = config_from_dict({"diarization": {"model": {"segmentation": {"model": False}}}})
+    assert cfg.diarization.model.segmentation.model == "off"
+    with pytest.raises(ValueError, match="'auto', 'off' or a path"):
+        sg.SegmentationConfig(model="").validate()
     with pytest.raises(sg.SegmentationModelMissing, match="no segmentation model at .*requirements-models.txt"):
         sg.load(sg.SegmentationConfig(model=str(tmp_path / "nowhere")))
     bad = tmp_path / "bad" / "pytorch_model.bin"
