@@ -16,9 +16,13 @@ Two backends behind one entry point, :func:`diarize`:
     cosine similarity of the windows covering it to that speaker's centroid) and a Viterbi pass in which each
     change of speaker costs ``switch_cost`` picks one speaker per frame, so speakers change inside continuous
     speech without flicker; centroids are re-estimated from the path (``reseg_iters``) and speakers left with
-    under ``min_speaker_s`` dropped. Same-speaker pieces closer than ``fill_gap_s`` are joined. One speaker
-    per frame: overlapped speech is not emitted (the benchmark reports how    much of the reference it is). Audio is analysed ``chunk_s`` at a time (``diarize_stream`` takes blocks), so
-    an hour of audio needs the models plus one chunk plus the embeddings in memory.
+    under ``min_speaker_s`` dropped. Same-speaker pieces closer than ``fill_gap_s`` are joined. pyannote's
+    segmentation-3.0 (pipelines/stages/segmentation.py; ``segmentation.model`` "off" skips it) adds three
+    things: frames it hears as speech are labelled too (quiet voices Silero misses), frames where it hears two
+    speakers get a second speaker (the runner-up of the frame's scores, runs of at least ``min_overlap_s``), and
+    a 10 s chunk in which it hears N speakers each talking alone long enough keeps at least N speakers.
+    Audio is analysed ``chunk_s`` at a time (``diarize_stream`` takes blocks), so an hour of audio needs the
+    models plus one chunk plus the embeddings in memory.
 
 ``pyannote``
     pyannote.audio's own ``SpeakerDiarization`` pipeline loaded from a local directory laid out like
