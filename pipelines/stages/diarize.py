@@ -566,13 +566,12 @@ def _load_segmentation(cfg: DiarizeConfig):
 
 def _union_regions(regions: list[tuple[float, float]], mask: np.ndarray) -> list[tuple[float, float]]:
     """Speech regions joined with the runs of ``mask`` (one flag per 10 ms frame), sorted and merged."""
-    m = np.zeros(max(len(mask), round(max((e for _, e in regions), default=0.0) / FRAME_S) + 1), dtype=bool)
+    n = max(len(mask), round(max((e for _, e in regions), default=0.0) / FRAME_S) + 1)
+    m = np.zeros(n, dtype=np.int64)
     m[: len(mask)] = mask
     for s, e in regions:
-        m[round(s / FRAME_S) : round(e / FRAME_S)] = True
-    d = np.diff(np.concatenate([[0], m.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
-    return [(round(a * FRAME_S, 3), round(b * FRAME_S, 3)) for a, b in zip(starts, ends)]
+        m[round(s / FRAME_S) : round(e / FRAME_S)] = 1
+    return [(round(a * FRAME_S, 3), round(b * FRAME_S, 3)) for a, b, on in _runs(m, 0) if on]
 
 
 def _speech_frames(regions: list[tuple[float, float]], n_frames: int) -> np.ndarray:
