@@ -179,8 +179,9 @@ class Engine:
         """End every conversation of the batch with ``message`` (their rows are gone); new ones start afresh."""
         with self._lock:
             sessions, self._sessions, self._state = self._sessions, [], None
+            for s in sessions:
+                s.error, s.closed = message, True
         for s in sessions:
-            s.error, s.closed = message, True
             with contextlib.suppress(Exception):
                 s.on_output(s, [], True)
 
@@ -191,13 +192,16 @@ class Engine:
             if len(keep) < len(self._sessions):
                 self._state = select_rows(self._state, keep) if keep else None
                 self._sessions = [self._sessions[i] for i in keep]
-            joining, self._joining = [s for s in self._joining if not s.closed], []
+            self._joining = [s for s in self._joining if not s.closed]
+            joining = list(self._joining)
         if joining:
             new = init_rows(self.model, [s.seed for s in joining])
             self._state = new if self._state is None else cat_rows(self._state, new)
             for s in joining:
                 s.enc, s.dec = self.codec.init_encode_state(1), self.codec.init_decode_state(1)
-            self._sessions += joining
+            with self._lock:  # a joining session stays counted until it is a row (`live` never dips to 0 between)
+                self._sessions += joining
+                self._joining = [s for s in self._joining if s not in joining]
 
     def _encode(self) -> None:
         """Every whole hop every session has, through the streaming encoder: one call per round for all sessions

@@ -128,6 +128,7 @@ class ServerOptions:
     send_queue: int = 100  # messages a client may fall behind before it is closed (slow_reader)
     socket_send_buffer: int = 65536  # bytes the kernel may hold for a client (Linux doubles it): bounded buffers
     hello_timeout_s: float = 10.0
+    close_grace_s: float = 10.0  # a client closed by the server that has not read its error and close is cut off
     shutdown_timeout_s: float = 5.0
 
 
@@ -191,6 +192,9 @@ class TalkServer:
         return {"type": "stats", "sessions": self.engine.live, "steps": now["steps"], "rtf": round(rtf, 4),
                 "ms_per_step": ms}
 
+    async def _fail(self, ws: web.WebSocketResponse, request: web.Request, code: str, message: str) -> None:
+        await _fail(ws, code, message, request.transport, self.opts.close_grace_s)
+
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         # bounded buffers all the way: the kernel's send buffer, the writer's (drained every 16 KiB), the queue
         sock = request.transport.get_extra_info("socket") if request.transport is not None else None
@@ -200,16 +204,16 @@ class TalkServer:
         await ws.prepare(request)
         e = self.engine
         if e.live >= e.cfg.max_sessions:
-            await _fail(ws, "busy", f"all {e.cfg.max_sessions} conversations are taken; try again later")
+            await self._fail(ws, request, "busy", f"all {e.cfg.max_sessions} conversations are taken; try again later")
             return ws
         try:
             msg = await ws.receive(timeout=self.opts.hello_timeout_s)
             hello = parse_hello(msg.data if msg.type == WSMsgType.TEXT else None, int(e.codec.sample_rate))
         except asyncio.TimeoutError:
-            await _fail(ws, "bad_handshake", f"no hello within {self.opts.hello_timeout_s:g} s")
+            await self._fail(ws, request, "bad_handshake", f"no hello within {self.opts.hello_timeout_s:g} s")
             return ws
         except ProtocolError as err:
-            await _fail(ws, err.code, str(err))
+            await self._fail(ws, request, err.code, str(err))
             return ws
         fmt = hello["format"]
         loop = asyncio.get_running_loop()
@@ -222,9 +226,9 @@ class TalkServer:
             sender.cancel()
             # held in `state`: the event loop keeps only a weak reference to a task, and a closing task collected
             # mid-way would leave the client neither closed nor cut off (seen once as a hung test)
-            state["closing"] = asyncio.ensure_future(_fail(ws, "slow_reader", f"the client fell more than {self.opts.send_queue} "
-                                        "messages behind; read the replies as they come (or open a new conversation)",
-                                        request.transport))
+            behind = (f"the client fell more than {self.opts.send_queue} messages behind; read the replies as they "
+                      "come (or open a new conversation)")
+            state["closing"] = asyncio.ensure_future(self._fail(ws, request, "slow_reader", behind))
 
         def deliver(s: Session, outs: list[Output], done: bool) -> None:  # on the event loop, from the engine thread
             items: list[Any] = []
@@ -254,7 +258,7 @@ class TalkServer:
         try:
             session = e.open(hello["seed"], lambda s, o, d: loop.call_soon_threadsafe(deliver, s, o, d))
         except Busy as err:
-            await _fail(ws, "busy", str(err))
+            await self._fail(ws, request, "busy", str(err))
             return ws
         await ws.send_json(self._ready(session, fmt))
         sender = asyncio.ensure_future(_send_all(ws, queue))
@@ -279,7 +283,7 @@ class TalkServer:
         except ProtocolError as err:
             e.close(session)
             sender.cancel()
-            await _fail(ws, err.code, str(err), request.transport)
+            await self._fail(ws, request, err.code, str(err))
             return ws
         finally:
             if not session.closed and not (session.ending and not ws.closed):
@@ -307,14 +311,36 @@ async def _send_all(ws: web.WebSocketResponse, queue: asyncio.Queue) -> None:
             await ws.send_json(item)
 
 
-async def _fail(ws: web.WebSocketResponse, code: str, message: str, transport: Any = None) -> None:
-    """Send the error, close with its code; a client that does not take them within 10 s is cut off."""
+async def _fail(ws: web.WebSocketResponse, code: str, message: str, transport: Any, grace_s: float) -> None:
+    """Send the error, close with its code; a client that has not taken them within `grace_s` is cut off.
+
+    Two things in aiohttp make this more than `send_json` + `close`. Its writers share one drain future, so the
+    sender task, cancelled while it waited for a slow reader, cancels that future for every writer: the error's or
+    the close's drain then raises CancelledError although the frame is already in the transport's buffer and this
+    task was never cancelled (seen as a client that got neither an error nor a close in CI). And a close the client
+    does not answer only starts a graceful close, which keeps the unsent bytes until the client reads them (never,
+    for a client that never reads). So each frame goes out even when its drain is "cancelled", the transport is
+    watched until its buffer is gone, and one still holding bytes after the grace period is aborted."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
     try:
-        await asyncio.wait_for(ws.send_json({"type": "error", "code": code, "message": message}), 5)
-        await asyncio.wait_for(ws.close(code=CLOSE[code], message=message.encode()[:120]), 5)
-    except Exception:
+        for frame in (lambda: ws.send_json({"type": "error", "code": code, "message": message}),
+                      lambda: ws.close(code=CLOSE[code], message=message.encode()[:120])):
+            try:
+                await asyncio.wait_for(frame(), max(0.0, deadline - loop.time()))
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():  # this task was cancelled, not only the shared drain
+                    raise
+        while transport is not None and transport.get_write_buffer_size() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+    except asyncio.CancelledError:
         if transport is not None:
             transport.abort()
+        raise
+    except Exception:  # the client went away, or did not take the frames in time
+        pass
+    if transport is not None and transport.get_write_buffer_size():
+        transport.abort()
 
 
 @contextlib.contextmanager

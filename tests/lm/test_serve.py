@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
 import struct
+import threading
 import time
 import urllib.request
 
@@ -18,8 +20,9 @@ import numpy as np
 import pytest
 from lm_helpers import save_tiny_codec, speechlike, tiny_lm
 
+from lm import serve as lm_serve
 from lm.respond import respond
-from lm.serve import Engine, ServeConfig
+from lm.serve import Busy, Engine, ServeConfig
 from lm.serve_client import converse
 from lm.serve_client import main as client_main
 from lm.serve_http import ServerOptions, rss_bytes, running
@@ -246,6 +249,14 @@ class RawClient:
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
+    def hello(self) -> dict:
+        """Send the hello and read the server's `ready`: the conversation is open (its row counted) from here."""
+        self.send(json.dumps({"type": "hello", "version": 1, "sample_rate": 16000, "channels": 1,
+                              "format": "f32"}).encode(), 1)
+        op, payload = next(self.messages())
+        assert op == 1 and json.loads(payload)["type"] == "ready", payload
+        return json.loads(payload)
+
     def messages(self):
         """Read every frame until the close frame (answered): yields (opcode, payload)."""
         while True:
@@ -268,28 +279,78 @@ def test_a_client_leaving_and_a_slow_reader_free_their_rows(pair):
     with running(Engine(codec, lm, ServeConfig(max_sessions=2)), options=opts) as srv:
         # 1. a client that goes away mid-utterance (no `end`, no close frame)
         raw = RawClient(srv.port)
-        raw.send(json.dumps({"type": "hello", "version": 1, "sample_rate": 16000, "channels": 1,
-                             "format": "f32"}).encode(), 1)
+        raw.hello()
         raw.send(b"\x01" + speechlike(8000).astype("<f4").tobytes(), 2)
         time.sleep(0.3)
         raw.s.close()
         assert wait_sessions(srv, 0)["sessions"] == 0
         # 2. a client that sends 5 s at once and never reads: closed with 4003 once 4 messages are waiting
         slow = RawClient(srv.port)
-        slow.send(json.dumps({"type": "hello", "version": 1, "sample_rate": 16000, "channels": 1,
-                              "format": "f32"}).encode(), 1)
+        slow.hello()  # open before the test waits for it to be closed
         x = speechlike(80_000, seed=4).astype("<f4")
         for i in range(0, x.size, 8000):
             slow.send(b"\x01" + x[i:i + 8000].tobytes(), 2)
         assert wait_sessions(srv, 0, timeout=60)["sessions"] == 0
-        other = asyncio.run(converse(srv.url, speechlike(4800, seed=5), seed=2))  # the server still serves
-        msgs = list(slow.messages())
+        msgs = list(slow.messages())  # read within the close grace: it gets everything sent, the error and the close
         slow.s.close()
+        other = asyncio.run(converse(srv.url, speechlike(4800, seed=5), seed=2))  # the server still serves
     assert other.close_code == 1000 and other.audio.shape == (4800,)
     errors = [json.loads(p) for op, p in msgs if op == 1 and b'"error"' in p]
     assert errors and errors[0]["code"] == "slow_reader" and "fell more than 4 messages behind" in errors[0]["message"]
     assert msgs[-1][0] == 8 and struct.unpack(">H", msgs[-1][1][:2])[0] == 4003
     assert sum(op == 2 for op, _ in msgs) < 250  # it was cut off, not served to the end
+
+
+def test_a_joining_conversation_is_counted_while_its_row_is_built(pair, monkeypatch):
+    """While the engine builds a new conversation's row it is neither joining nor a row yet; it must still count
+    (`/stats`, the max-sessions check), or a client polling for 0 sessions sees a conversation that is open vanish,
+    and one more client than --max-sessions gets in (seen as a test reading a slow client before it was closed)."""
+    codec, lm = pair
+    building, release = threading.Event(), threading.Event()
+    init_rows = lm_serve.init_rows
+
+    def slow_init(*args, **kwargs):
+        building.set()
+        release.wait(20)
+        return init_rows(*args, **kwargs)
+
+    monkeypatch.setattr(lm_serve, "init_rows", slow_init)
+    engine = Engine(codec, lm, ServeConfig(max_sessions=1))
+    engine.start()
+    try:
+        engine.open(0, lambda s, outs, done: None)
+        assert building.wait(20)
+        assert engine.live == 1
+        with pytest.raises(Busy):
+            engine.open(1, lambda s, outs, done: None)
+    finally:
+        release.set()
+        engine.stop()
+
+
+def test_a_slow_reader_that_never_reads_is_cut_off_after_the_close_grace(pair):
+    """The server's close of a slow reader waits for the client to take its error and close frame, but not for
+    ever: after `close_grace_s` the connection is cut, so a client that never reads holds no socket or buffer."""
+    codec, lm = pair
+    opts = ServerOptions(port=0, send_queue=2, socket_send_buffer=4096, close_grace_s=0.5)
+    with running(Engine(codec, lm, ServeConfig(max_sessions=1)), options=opts) as srv:
+        slow = RawClient(srv.port)
+        slow.hello()  # open before the test waits for it to be closed
+        x = speechlike(320_000, seed=7).astype("<f4")  # 20 s: far more reply than the socket buffers hold
+        with contextlib.suppress(ConnectionError):  # cut off while still sending is the same outcome
+            for i in range(0, x.size, 8000):
+                slow.send(b"\x01" + x[i:i + 8000].tobytes(), 2)
+        assert wait_sessions(srv, 0, timeout=60)["sessions"] == 0
+        time.sleep(3)  # well past the grace
+        got, ended = [], None
+        try:
+            for op, payload in slow.messages():
+                got.append(op)
+        except (ConnectionError, OSError) as err:  # cut off: what the kernel held, then EOF or a reset
+            ended = err
+        slow.s.close()
+    assert ended is not None and not isinstance(ended, TimeoutError), ended
+    assert 8 not in got  # the close frame never reached it: it was cut off, not closed
 
 
 def test_memory_stays_flat_over_a_soak(pair):
