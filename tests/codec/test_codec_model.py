@@ -61,6 +61,17 @@ def test_other_frame_rates(strides, rate):
     assert m.decode(m.encode(x)).shape[-1] == m.encode(x).shape[-1] * m.hop
 
 
+def canonical(m: CodecModel, codes: torch.Tensor) -> torch.Tensor:
+    """Each code replaced by the lowest index of its level whose codebook vector is the same (within 1e-6)."""
+    out = codes.clone()
+    for q, layer in enumerate(m.quantizer.layers):
+        e = layer.embedding
+        same = torch.cdist(e, e) <= 1e-6  # [K, K]
+        first = same.float().argmax(dim=1)  # lowest equal index per entry
+        out[:, q] = first[codes[:, q]]
+    return out
+
+
 def test_streaming_equals_batch():
     m = tiny()
     x = speechlike(2, 16000 + 777, seed=3)
@@ -73,7 +84,9 @@ def test_streaming_equals_batch():
         got.append(c)
     c, st = m.encode_step(x[..., :0], st, final=True)
     got.append(c)
-    assert torch.equal(torch.cat(got, -1), codes)
+    # the same codes, up to codebook entries that are the same vector (a tiny codebook fed three batches holds
+    # duplicates, and which of two equal entries wins a tie depends on the CPU's kernels: seen on AMD EPYC)
+    assert torch.equal(canonical(m, torch.cat(got, -1)), canonical(m, codes))
     assert st.frames == codes.shape[-1]
     # decode 80 ms (4 frames) at a time
     dst, out = m.init_decode_state(2), []
