@@ -576,8 +576,8 @@ def _load_segmentation(cfg: DiarizeConfig):
 
 
 def _split_regions(regions: list[tuple[float, float]], changes: np.ndarray, min_s: float) -> list[tuple[float, float]]:
-    """``regions`` (s) cut at the sorted ``changes`` (s) lying at least ``min_s`` inside them (a piece shorter than a
-    window then gets no window of its own: its frames take their nearest windows' scores)."""
+    """``regions`` (s) cut at the sorted ``changes`` (s) lying at least ``min_s`` inside them (a piece shorter than
+    ``min_window_s`` then gets no window of its own: its frames take their nearest windows' scores)."""
     out = []
     for s, e in regions:
         cuts = changes[np.searchsorted(changes, s + min_s) : np.searchsorted(changes, e - min_s, side="right")]
