@@ -84,8 +84,10 @@ def test_chunked_and_streamed_analysis_agree(real):
 @pytest.mark.slow
 def test_hour_long_file_in_bounded_memory(real, tmp_path):
     """`matalu diarize` on a 1-hour FLAC (the two-person excerpts dev00 + dev01 repeated, a podcast-like hour)
-    stays under 1.6 GB peak RSS and finds the two people; the audio alone would be 230 MB as float32 (measured
-    1.48 GB with the segmentation model loaded, 1.32 GB without it)."""
+    stays under 1.75 GB peak RSS and finds the two people; the audio alone would be 230 MB as float32. Measured
+    1.63 GB on an AMD EPYC machine where importing torch, pyannote.audio, resemblyzer and silero_vad alone takes
+    1.18 GB and a 30 s file 1.38 GB (main before this session's diarizer changes: 1.65 GB on it; an earlier machine
+    gave 1.48 GB with the segmentation model, 1.32 GB without it)."""
     x = np.concatenate([real["dev00"][0], real["dev01"][0]])
     reps = int(np.ceil(3600 * SR / len(x)))
     path = tmp_path / "hour.flac"
@@ -97,7 +99,7 @@ def test_hour_long_file_in_bounded_memory(real, tmp_path):
                          timeout=1800)
     assert out.returncode == 0, out.stderr[-2000:]
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
-    assert rss_kb < 1.6e6, rss_kb
+    assert rss_kb < 1.75e6, rss_kb
     segs = read_rttm(tmp_path / "hour.rttm")["hour"]
     assert segs[-1][1] > 3500 and _speakers(segs) == 2
 
