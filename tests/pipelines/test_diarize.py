@@ -265,3 +265,14 @@ def test_resegmentation_removes_flicker_and_keeps_real_changes():
     changes = np.flatnonzero(np.diff(path)) + 1  # measured: [608, 899]
     assert len(changes) == 2 and abs(changes[0] - 600) <= 15 and abs(changes[1] - 900) <= 15, changes
     assert np.count_nonzero(np.diff(_viterbi(score * 0.01, 0.0))) > 50  # no cost: flicker
+
+
+def test_embedding_windows_are_cut_at_speaker_changes():
+    """Where the segmentation model hears a speaker start or stop inside continuous speech, the speech region is
+    cut so that no embedding window holds two voices; a change too close to a region's edge leaves it whole."""
+    from pipelines.stages.diarize import _split_regions
+
+    changes = np.array([0.5, 3.2, 3.25, 7.9, 12.0])
+    assert _split_regions([(0.4, 8.0), (10.0, 11.0)], changes, 0.3) == [(0.4, 3.2), (3.2, 3.25), (3.25, 8.0),
+                                                                         (10.0, 11.0)]
+    assert _split_regions([(1.0, 2.0)], np.zeros(0), 0.3) == [(1.0, 2.0)]

@@ -41,9 +41,10 @@ def test_real_meetings_speaker_count_and_der(real, diarizer):
     hyp = {n: diarizer.diarize(x) for n, (x, _) in real.items()}
     assert _speakers(hyp["dev00"]) == _speakers(hyp["dev01"]) == 2
     rep = score({n: r for n, (_, r) in real.items()}, hyp, (0.0,))
-    # Measured (collar 0, overlap scored), with segmentation-3.0 (speech Silero misses, a second speaker in
-    # overlap, a speaker-count floor): dev00 10.3 %, dev01 34.1 % (3.1 s of false alarm: the model hears speech
-    # in its pauses), trn04 45.1 % (two of its three speakers found: the third says 3.1 s); the pair 19.2 %.
+    # Measured (collar 0, overlap scored), with segmentation-3.0 (speech Silero misses, windows cut at speaker
+    # changes, a second speaker where two talk with probability >= 0.2, a speaker-count floor): dev00 11.1 %, dev01
+    # 34.3 % (3.3 s of false alarm: the model hears speech in its pauses), trn04 42.7 % (two of its three speakers
+    # found: the third says 3.1 s); the pair 19.7 %. Last session (hard overlap count): 10.3, 34.1, 45.1, 19.2 %.
     # Without the model: 24.2 %, 23.6 %, 60.8 % (one speaker found), the pair 24.0 %; before issue [8]: 53.0 %,
     # 46.3 %, 52.1 %.
     two = score({n: real[n][1] for n in ("dev00", "dev01")}, {n: hyp[n] for n in ("dev00", "dev01")}, (0.0,))
@@ -83,8 +84,10 @@ def test_chunked_and_streamed_analysis_agree(real):
 @pytest.mark.slow
 def test_hour_long_file_in_bounded_memory(real, tmp_path):
     """`matalu diarize` on a 1-hour FLAC (the two-person excerpts dev00 + dev01 repeated, a podcast-like hour)
-    stays under 1.6 GB peak RSS and finds the two people; the audio alone would be 230 MB as float32 (measured
-    1.48 GB with the segmentation model loaded, 1.32 GB without it)."""
+    stays under 1.75 GB peak RSS and finds the two people; the audio alone would be 230 MB as float32. Measured
+    1.63 GB on an AMD EPYC machine where importing torch, pyannote.audio, resemblyzer and silero_vad alone takes
+    1.18 GB and a 30 s file 1.38 GB (main before this session's diarizer changes: 1.65 GB on it; an earlier machine
+    gave 1.48 GB with the segmentation model, 1.32 GB without it)."""
     x = np.concatenate([real["dev00"][0], real["dev01"][0]])
     reps = int(np.ceil(3600 * SR / len(x)))
     path = tmp_path / "hour.flac"
@@ -96,7 +99,7 @@ def test_hour_long_file_in_bounded_memory(real, tmp_path):
                          timeout=1800)
     assert out.returncode == 0, out.stderr[-2000:]
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
-    assert rss_kb < 1.6e6, rss_kb
+    assert rss_kb < 1.75e6, rss_kb
     segs = read_rttm(tmp_path / "hour.rttm")["hour"]
     assert segs[-1][1] > 3500 and _speakers(segs) == 2
 
