@@ -287,7 +287,7 @@ def breakdown(proc, units, repeat: int) -> dict:
     from pipelines.stages import loudness, measures
 
     spent: dict[str, float] = {}
-    patched = [(measures, "effective_bandwidth", "bandwidth"), (loudness.LoudnessMeter, "lufs", "loudness"),
+    patched = [(measures, "effective_bandwidth", "bandwidth"), (loudness.LoudnessMeter, "lufs_many", "loudness"),
                (U, "add_landmarks", "duplicate landmarks"), (U.UnitProcessor, "_language_ok", "text LID"),
                (U, "flac_pcm_md5", "exact-duplicate key")]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]

@@ -27,7 +27,7 @@ from pipelines.stages.decode import Decoded, DecodeError, decode_bytes
 from pipelines.stages.dedup import Fingerprint, add_landmarks
 from pipelines.stages.lid import Lid
 from pipelines.stages.read import read_audio
-from pipelines.stages.segment import SYSTEM, USER, dialog_audio, dialog_windows, mono_spans, turns_in
+from pipelines.stages.segment import SYSTEM, USER, dialog_audio, dialog_windows, mono_spans, role_channels, turns_in
 from pipelines.stages.stretch import Span
 from pipelines.stages.vad import SileroVad, speech_mask, speech_regions
 from storage.audio import encode_flac, flac_pcm_md5
@@ -112,6 +112,18 @@ def _quality(tracks: list[_Track], a: int, b: int) -> Q.Quality:
     return Q.Quality(snr_db=round(min(snrs), 2) if snrs else 0.0, speech_ratio=round(ratio, 4), clipping=round(clip, 6))
 
 
+def _channel_spans(item, kind: str, index: dict[tuple[int, int], int], g: int, a: int, b: int,
+                   ch: int) -> list[Span]:
+    """Where each channel of a cut lies in :func:`_sources`' list: a mono cut on its track; a dialog window's
+    channels on the recording's system and user channels when it keeps them apart, else both on the mono mix (split
+    by turn times)."""
+    if kind != "dialog":
+        return [Span(index.get((g, ch), -1), a, b)]
+    rec, dec, _ = item
+    own = role_channels(rec.channel_roles, dec.channels)
+    return [Span(index.get((g, c), -1), a, b) for c in (own or (-1, -1))]
+
+
 class UnitProcessor:
     """Holds the VAD model; turns a unit into shards and manifest parts."""
 
@@ -170,10 +182,13 @@ class UnitProcessor:
             # DNSMOS and the duplicate landmarks cover each recording's speech once (pipelines/stages/stretch.py),
             # each sample taking its own time range's part: DNSMOS on the audio the sample holds (a mono sample
             # cut from one channel: that channel; the mix otherwise), the landmarks always on the mono mix
+            # (the loudness: each channel on the track it copies)
             dnsmos, near = cfg.measures.dnsmos, cfg.filters.dedup.enabled and cfg.filters.dedup.near
-            sources, index = _sources(group) if dnsmos or near else ([], {})
+            sources, index = _sources(group) if dnsmos or near or cfg.measures.loudness else ([], {})
             scores = self.measurer.measure([c[4] for c in cuts], cfg.filters,
-                                           [Span(index.get((g, ch), -1), a, b) for (g, a, b, ch), *_ in cuts], sources)
+                                           [Span(index.get((g, ch), -1), a, b) for (g, a, b, ch), *_ in cuts], sources,
+                                           [_channel_spans(group[g], kind, index, g, a, b, ch)
+                                            for (g, a, b, ch), _, kind, _, _ in cuts])
             # the measures' filters, optional loudness normalisation
             fp_spans: list[Span] = []
             group_fps: list[Fingerprint] = []

@@ -84,19 +84,14 @@ class Fingerprint(Row):
 def _window_max(p: np.ndarray, w: int, n: int, stride: int = 1) -> np.ndarray:
     """``out[j] = max(p[j], p[j + stride], ..., p[j + (w - 1) stride])`` for ``j < n``, ``p`` 1-D, by doubling:
     ~log2(w) contiguous passes (a padded 2-D block seen flat: ``stride`` 1 runs along a row, a row's length runs
-    down a column)."""
-    spans = {1: p}  # spans[k][i] = max(p[i], p[i + stride], ..., p[i + (k - 1) stride])
-    k = 1
+    down a column); the window is two overlapping power-of-two spans, so one last pass joins them."""
+    q, k = p, 1  # q[i] = max(p[i], p[i + stride], ..., p[i + (k - 1) stride])
     while 2 * k <= w:
-        q = spans[k]
-        spans[2 * k] = np.maximum(q[: len(q) - k * stride], q[k * stride :])
+        q = np.maximum(q[: len(q) - k * stride], q[k * stride :])
         k *= 2
-    out, done = spans[k][:n].copy(), k  # the first k of the w
-    for j in sorted(spans, reverse=True):
-        if done + j <= w:
-            np.maximum(out, spans[j][done * stride : done * stride + n], out=out)
-            done += j
-    return out
+    if k == w:
+        return q[:n]
+    return np.maximum(q[:n], q[(w - k) * stride : (w - k) * stride + n])
 
 
 def peaks(db: np.ndarray, cfg: DedupConfig, chunk: int = 512) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -137,35 +132,37 @@ def peaks(db: np.ndarray, cfg: DedupConfig, chunk: int = 512) -> list[tuple[np.n
     return [(t[t % 2 == g] // 2, f[t % 2 == g]) for g in range(2)]
 
 
-def landmarks(t: np.ndarray, f: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+def landmarks(t: np.ndarray, f: np.ndarray, cfg: DedupConfig, block: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, anchor frames) of one grid's peaks (or of several grids' laid one after another, more than PAIR_DT
     frames apart): each peak paired with the next ``fanout`` peaks (in time, then frequency order) that lie
     1..PAIR_DT frames later and within PAIR_DF bins. The k-th successors of the peaks still short of pairs are
-    tried in turn, k = 1, 2, ...; a peak leaves once it has its pairs or its k-th successor is further than
-    PAIR_DT (the peaks are sorted by time: later successors are further still)."""
+    tried ``block`` values of k at a time (a peak's pairs are its first ``fanout`` fitting successors); a peak leaves
+    once it has its pairs or its successors are further than PAIR_DT (the peaks are sorted by time: later successors
+    are further still). Pairs come out by anchor, then successor."""
     t, f = t.astype(np.int64), f.astype(np.int64)
     n = len(t)
     taken = np.zeros(n, np.int64)
     hs, ts, order = [], [], []
     act = np.arange(n)
     k = 1
-    while True:
-        act = act[act < n - k]
-        j = act + k
-        live = t[j] - t[act] <= PAIR_DT
-        act, j = act[live], j[live]
-        if not len(act):
-            break
-        dt, df = t[j] - t[act], f[j] - f[act]
-        ok = (dt >= 1) & (np.abs(df) <= PAIR_DF)
-        sel = act[ok]
-        hs.append((f[sel] << 13) | ((df[ok] + 64) << 6) | dt[ok])
+    while len(act):
+        ks = np.arange(k, k + block)
+        j = act[:, None] + ks  # [active peaks, block]: their k-th successors
+        inside = j < n
+        j = np.minimum(j, n - 1)
+        dt, df = t[j] - t[act, None], f[j] - f[act, None]
+        live = inside & (dt <= PAIR_DT)
+        ok = live & (dt >= 1) & (np.abs(df) <= PAIR_DF)
+        ok &= (taken[act, None] + np.cumsum(ok, axis=1)) <= cfg.fanout  # the first `fanout` fitting ones
+        r, c = np.nonzero(ok)
+        sel = act[r]
+        hs.append((f[sel] << 13) | ((df[r, c] + 64) << 6) | dt[r, c])
         ts.append(t[sel])
-        order.append(sel * 1024 + k)
-        taken[sel] += 1
-        act = act[taken[act] < cfg.fanout]
-        k += 1
-    if not hs:
+        order.append(sel * 1024 + ks[c])
+        taken[act] += ok.sum(axis=1)
+        act = act[live[:, -1] & (taken[act] < cfg.fanout)]
+        k += block
+    if not hs or not sum(len(h) for h in hs):
         return np.zeros(0, np.int32), np.zeros(0, np.int32)
     o = np.argsort(np.concatenate(order), kind="stable")
     return np.concatenate(hs)[o].astype(np.int32), np.concatenate(ts)[o].astype(np.int32)

@@ -93,18 +93,21 @@ class Measurer:
             self.meter = LoudnessMeter(sr)
 
     def measure(self, clips: list[np.ndarray], filters: FilterConfig | None = None, spans: list[Span] | None = None,
-                mixes=None) -> list[Scores]:
+                mixes=None, channel_spans: list[list[Span]] | None = None) -> list[Scores]:
         """Scores of float ``[channels, samples]`` clips. The cheap measures come first; DNSMOS (batched over the
         clips) runs only on clips that pass ``filters``' bandwidth and loudness bounds, since the others are rejects
         whatever it says. With ``spans`` (each clip's place in ``mixes``, its recording's 16 kHz mono mix), DNSMOS
         covers each recording's speech once and each clip takes the windows over its range
-        (:meth:`Dnsmos.score_spans`); without, each clip is scored on its own."""
+        (:meth:`Dnsmos.score_spans`); without, each clip is scored on its own. With ``channel_spans`` (per clip,
+        per channel: the range of ``mixes`` it was cut from), the loudness filters a track's audio that several
+        clips copy once (:meth:`LoudnessMeter.lufs_many`)."""
         out = [Scores() for _ in clips]
         for s, c in zip(out, clips):
             if self.cfg.bandwidth:
                 s.bandwidth_hz = effective_bandwidth(c, self.sr, self.cfg.bandwidth_drop_db)
-            if self.meter is not None:
-                s.loudness_lufs = self.meter.lufs(c)
+        if self.meter is not None:
+            for s, v in zip(out, self.meter.lufs_many(clips, channel_spans, mixes)):
+                s.loudness_lufs = v
         if self.dnsmos is not None:
             todo = [i for i, s in enumerate(out) if filters is None or check(s, filters) is None]
             got = (self.dnsmos.score([clips[i] for i in todo]) if spans is None else

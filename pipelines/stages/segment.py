@@ -120,6 +120,14 @@ def _ramp_mask(n: int, spans: list[tuple[float, float]], sr: int, fade_s: float)
     return m
 
 
+def role_channels(channel_roles: list[str], channels: int) -> tuple[int, int] | None:
+    """The recording's channels that a dialog window's channels 0 (system) and 1 (user) are, when it keeps each role
+    on its own channel; None when the window's channels are split from the mono mix by turn times."""
+    if SYSTEM in channel_roles and USER in channel_roles and len(channel_roles) == channels:
+        return channel_roles.index(SYSTEM), channel_roles.index(USER)
+    return None
+
+
 def dialog_audio(
     audio: np.ndarray, channel_roles: list[str], turns: list[Turn], sr: int, fade_s: float
 ) -> np.ndarray:
@@ -129,8 +137,9 @@ def dialog_audio(
     mono mix is split by turn times (overlaps kept on both channels), with short ramps at the cuts.
     ``turns`` are relative to the window, ``audio`` is the window's audio.
     """
-    if SYSTEM in channel_roles and USER in channel_roles and len(channel_roles) == audio.shape[0]:
-        return np.stack([audio[channel_roles.index(SYSTEM)], audio[channel_roles.index(USER)]])
+    own = role_channels(channel_roles, audio.shape[0])
+    if own is not None:
+        return np.stack([audio[own[0]], audio[own[1]]])
     mix = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
     n = len(mix)
     sys_m = _ramp_mask(n, [(t.start_s, t.end_s) for t in turns if t.role == SYSTEM], sr, fade_s)

@@ -68,3 +68,38 @@ def test_digital_silence_is_not_filtered(monkeypatch):
     assert LoudnessMeter._sounding(x) == [(0, n)]  # speech's own pauses are not exact zeros for 2,560 samples
     short = np.concatenate([x, np.zeros(RING_DOWN, np.float32), x])  # silence shorter than the ring-down
     assert LoudnessMeter._sounding(short) == [(0, len(short))]
+
+
+def test_a_dialog_window_and_its_turns_are_filtered_once(monkeypatch):
+    """Mono turns and a dialog window cut from one recording (the window's channels split from the mono mix by turn
+    times, with cross-fades; or the recording's own two channels): the K-filter runs over each track's shared audio
+    once, not once per sample, and every sample's loudness is what it measures on its own."""
+    from manifests.rows import Turn
+    from pipelines.stages.segment import dialog_audio
+    from pipelines.stages.stretch import Span
+
+    sr, gap = 16000, np.zeros(6000, np.float32)
+    a, b = telugu_speech(voice="te"), 0.3 * telugu_speech(voice="te+f3")
+    mix = np.concatenate([a, gap, b, gap, a[::-1]])
+    at = np.cumsum([0, len(a) + len(gap), len(b) + len(gap), len(a)])
+    turns = [Turn("user" if i % 2 else "system", "", at[i] / sr, (at[i] + n) / sr) for i, n in enumerate([len(a), len(b), len(a)])]
+    window = dialog_audio(mix[None], [], turns, sr, 0.05)
+    two = np.stack([np.concatenate([a, gap, 0 * b, gap, a[::-1]]), np.concatenate([0 * a, gap, b, gap, 0 * a])])
+    m = LoudnessMeter(sr)
+    filtered: list[int] = []
+    real = LoudnessMeter.kfilter
+    monkeypatch.setattr(LoudnessMeter, "kfilter", lambda self, x, h=0: filtered.append(len(x)) or real(self, x, h))
+    cases = {  # clips, and per clip per channel where it lies in the tracks [mix, two[0], two[1]]
+        "mono mix": ([mix[None, at[i] : at[i] + len(t)] for i, t in enumerate([a, b])] + [window],
+                     [[Span(0, at[0], at[0] + len(a))], [Span(0, at[1], at[1] + len(b))], [Span(0, 0, len(mix))] * 2]),
+        "two channels": ([two[:1, at[0] : at[0] + len(a)], two[1:, at[1] : at[1] + len(b)], two],
+                         [[Span(1, at[0], at[0] + len(a))], [Span(2, at[1], at[1] + len(b))],
+                          [Span(1, 0, len(mix)), Span(2, 0, len(mix))]])}
+    for name, (clips, spans) in cases.items():
+        filtered.clear()
+        shared = m.lufs_many(clips, spans, [mix, two[0], two[1]])
+        work = sum(filtered)
+        filtered.clear()
+        alone = [m.lufs(c) for c in clips]
+        assert shared == alone and all(v > -40 for v in alone), name
+        assert work < 0.75 * sum(filtered), name  # the turns' audio is not filtered a second time for the window
