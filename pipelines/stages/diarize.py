@@ -21,8 +21,9 @@ Two backends behind one entry point, :func:`diarize`:
     things: frames it hears as speech are labelled too (quiet voices Silero misses); embedding windows are cut
     where it hears a speaker start or stop (a window holds one voice); frames where it hears two speakers get a
     second speaker (the runner-up of the frame's scores when close to the best, runs of at least
-    ``min_overlap_s``); and a 10 s chunk in which it hears N speakers each talking alone long enough keeps at
-    least N speakers.
+    ``min_overlap_s``); a 10 s chunk in which it hears N speakers each talking alone long enough keeps at
+    least N speakers; and each voice it hears alone that long, unlike every speaker found, is offered as a
+    speaker and kept if the re-segmentation gives it ``min_speaker_s``.
     Audio is analysed ``chunk_s`` at a time (``diarize_stream`` takes blocks), so an hour of audio needs the
     models plus one chunk plus the embeddings in memory.
 
