@@ -21,8 +21,9 @@ Two backends behind one entry point, :func:`diarize`:
     things: frames it hears as speech are labelled too (quiet voices Silero misses); embedding windows are cut
     where it hears a speaker start or stop (a window holds one voice); frames where it hears two speakers get a
     second speaker (the runner-up of the frame's scores when close to the best, runs of at least
-    ``min_overlap_s``); and a 10 s chunk in which it hears N speakers each talking alone long enough keeps at
-    least N speakers.
+    ``min_overlap_s``); a 10 s chunk in which it hears N speakers each talking alone long enough keeps at
+    least N speakers; and each voice it hears alone that long, unlike every speaker found, is offered as a
+    speaker and kept if the re-segmentation gives it ``min_speaker_s``.
     Audio is analysed ``chunk_s`` at a time (``diarize_stream`` takes blocks), so an hour of audio needs the
     models plus one chunk plus the embeddings in memory.
 
@@ -406,11 +407,11 @@ class EmbeddedDiarizer:
     # -- pieces --------------------------------------------------------------------------------------------
     @staticmethod
     def _new_item() -> dict:
-        return {"regions": [], "spans": [], "emb": [], "overlap": [], "local": 0}
+        return {"regions": [], "spans": [], "emb": [], "overlap": [], "local": 0, "voices": []}
 
-    def _features(self, chunks: list[np.ndarray]) -> list[tuple[list, list, np.ndarray, Talk | None]]:
-        """Per chunk: speech regions (s), embedding window spans (frames), their embeddings, and what the
-        segmentation model hears (None without it)."""
+    def _features(self, chunks: list[np.ndarray]) -> list[Features]:
+        """Per chunk: speech regions, embedding windows and their embeddings, what the segmentation model hears,
+        and an embedding of each voice it hears alone long enough."""
         cfg = self.cfg
         probs = self.vad.probs(chunks)
         win, hop = round(cfg.window_s / FRAME_S), round(cfg.hop_s / FRAME_S)
@@ -430,19 +431,26 @@ class EmbeddedDiarizer:
                         windows.append(mel[a:b])
             # frames to label: also those the segmentation model hears as speech (they take their nearest windows)
             regions = vad if talk is None else _union_regions(vad, talk.count >= cfg.segmentation.speech_min)
-            per.append((regions, spans, talk))
+            # voices the model hears alone for min_local_s: one embedding each, offered as speakers later
+            voices = [] if talk is None or not vad else [g[g < mel.shape[0]] for g in talk.alone]
+            voices = [g for g in voices if len(g)]
+            windows += [mel[g] for g in voices]
+            per.append((regions, spans, talk, len(voices)))
         emb = self._embed(windows) if windows else np.zeros((0, 256), np.float32)
         out, k = [], 0
-        for regions, spans, talk in per:
-            out.append((regions, spans, emb[k : k + len(spans)], talk))
-            k += len(spans)
+        for regions, spans, talk, n_voices in per:
+            out.append(Features(regions, spans, emb[k : k + len(spans)], talk,
+                                emb[k + len(spans) : k + len(spans) + n_voices]))
+            k += len(spans) + n_voices
         return out
 
     @staticmethod
-    def _add(item: dict, offset: int, feats: tuple[list, list, np.ndarray, Talk | None]) -> None:
+    def _add(item: dict, offset: int, feats: Features) -> None:
         """Append one chunk's features at ``offset`` samples; a region cut by the chunk boundary is rejoined.
         Chunks are whole multiples of 10 ms long (``chunk_s``), so the per-frame counts simply follow each other."""
-        regions, spans, emb, talk = feats
+        regions, spans, emb, talk, voices = feats.regions, feats.spans, feats.emb, feats.talk, feats.voices
+        if len(voices):
+            item["voices"].append(voices)
         t0, f0 = offset / SAMPLE_RATE, round(offset / SAMPLE_RATE / FRAME_S)
         for s, e in regions:
             s, e = round(s + t0, 3), round(e + t0, 3)
@@ -462,8 +470,9 @@ class EmbeddedDiarizer:
         overlap = np.concatenate(item["overlap"]) if item["overlap"] else None
         # at least as many speakers as one chunk was heard to hold (within the configured bounds)
         min_k = min(max(self.cfg.min_speakers, item["local"]), self.cfg.max_speakers)
+        voices = np.concatenate(item["voices"]) if item["voices"] else None
         return self._segments({"n": n, "regions": item["regions"], "spans": item["spans"], "overlap": overlap,
-                               "min_k": min_k}, emb, num_speakers)
+                               "min_k": min_k, "voices": voices}, emb, num_speakers)
 
     def _labels(self, emb: np.ndarray, spans: list[tuple[int, int]], num_speakers: int | None,
                 min_k: int) -> np.ndarray:
@@ -512,6 +521,8 @@ class EmbeddedDiarizer:
                 keep = sorted(np.argsort(-talk, kind="stable")[:min_k].tolist())
             new = np.stack([emb[wl == c].mean(axis=0) if np.any(wl == c) else cents[c] for c in keep])
             cents = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-9)
+        if not fixed and item.get("voices") is not None:
+            cents, score, path = self._offer_voices(item["voices"], cents, acc, emb, frames, score, path)
         lab = np.full(n_frames, -1, dtype=np.int64)
         lab[frames] = path
         second = self._second_speaker(item.get("overlap"), frames, score, path, n_frames)
@@ -536,6 +547,41 @@ class EmbeddedDiarizer:
             if s2 >= 0 and s2 in names and b - a >= min_ov:
                 out.append((round(a * FRAME_S, 3), round(min(b * FRAME_S, dur), 3), names[s2]))
         return sorted(out)
+
+    def _offer_voices(self, voices: np.ndarray, cents: np.ndarray, acc: _WindowAccumulator, emb: np.ndarray,
+                      frames: np.ndarray, score: np.ndarray, path: np.ndarray):
+        """Voices the segmentation model heard alone for ``min_local_s`` that are unlike every speaker found (cosine
+        below ``merge_sim``) are offered as speakers: grouped (a voice joins a group whose mean it is ``merge_sim``
+        like), each group's mean a new centroid, the path found again; an offered speaker who then talks under
+        ``min_speaker_s`` is withdrawn. Clustering windows misses a third voice that talks for a few seconds (its
+        windows join the nearest voice); heard alone by the model, its embedding is clean."""
+        cfg = self.cfg
+        unlike = voices[(voices @ cents.T).max(axis=1) < cfg.merge_sim]
+        groups: list[list[np.ndarray]] = []
+        for v in unlike:
+            for g in groups:
+                m = np.mean(g, axis=0)
+                if float(v @ m) / max(float(np.linalg.norm(m)), 1e-9) >= cfg.merge_sim:
+                    g.append(v)
+                    break
+            else:
+                groups.append([v])
+        if not groups or len(cents) + len(groups) > cfg.max_speakers:
+            return cents, score, path
+        new = np.stack([np.mean(g, axis=0) for g in groups])
+        offered = np.concatenate([cents, new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-9)])
+        k = len(cents)
+        for _ in range(2):  # the path with the offered speakers; again without those who talk too little
+            score_o = acc.frame_scores(emb @ offered.T, frames)
+            path_o = _viterbi(score_o * FRAME_S, cfg.switch_cost)
+            talk = np.bincount(path_o, minlength=len(offered)) * FRAME_S
+            keep = list(range(k)) + [c for c in range(k, len(offered)) if talk[c] >= cfg.min_speaker_s]
+            if len(keep) == len(offered):
+                return offered, score_o, path_o
+            if len(keep) == k:
+                return cents, score, path
+            offered = offered[keep]
+        return cents, score, path
 
     def _second_speaker(self, overlap: np.ndarray | None, frames: np.ndarray, score: np.ndarray, path: np.ndarray,
                         n_frames: int) -> np.ndarray:
@@ -573,6 +619,17 @@ def _load_segmentation(cfg: DiarizeConfig):
             "diarization runs without the segmentation model (overlapped speech is not emitted and quiet speech "
             "may be missed): %s", segmentation.INSTALL_HINT)
     return model
+
+
+@dataclass
+class Features:
+    """What one chunk of audio gives the diarizer."""
+
+    regions: list[tuple[float, float]]  # speech (s)
+    spans: list[tuple[int, int]]  # embedding windows (10 ms frames)
+    emb: np.ndarray  # [windows, 256] their embeddings
+    talk: Talk | None  # what the segmentation model hears (None without it)
+    voices: np.ndarray  # [n, 256]: each voice the model hears alone for min_local_s
 
 
 def _split_regions(regions: list[tuple[float, float]], changes: np.ndarray, min_s: float) -> list[tuple[float, float]]:

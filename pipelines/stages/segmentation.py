@@ -58,6 +58,8 @@ class Talk:
     local_speakers: int = 0  # the most speakers one 10 s chunk holds, each talking alone for at least min_local_s
     overlap: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # P(two talk at once) per 10 ms frame
     changes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # times (s) a local speaker starts/stops
+    # per (chunk, local speaker) talking alone for at least min_local_s: the 10 ms frames where it does
+    alone: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -174,7 +176,8 @@ class SpeakerSegmentation:
         """``count`` and ``overlap``: float32 ``[ceil(len(x) / 160)]``, speakers talking and the probability that
         two talk at 10 ms frame i (time 0.01 i), averaged over the chunks covering it; ``local_speakers``: the most
         local speakers one chunk holds that each talk alone for ``min_local_s``; ``changes``: sorted times (s, 10 ms
-        resolution) where a local speaker starts or stops. Chunks start every ``step_s``; the last one ends at the
+        resolution) where a local speaker starts or stops; ``alone``: for each (chunk, local speaker) talking alone for
+        ``min_local_s``, the 10 ms frames where it does. Chunks start every ``step_s``; the last one ends at the
         recording's end; a recording shorter than a chunk is zero-padded."""
         import torch
 
@@ -188,7 +191,7 @@ class SpeakerSegmentation:
         starts = list(range(0, max(n - self.chunk, 0) + 1, step))
         if starts[-1] + self.chunk < n:
             starts.append(n - self.chunk)
-        acc = _Accumulated(np.zeros((2, n_grid), np.float64), np.zeros(n_grid, np.float64), [], 0)
+        acc = _Accumulated(np.zeros((2, n_grid), np.float64), np.zeros(n_grid, np.float64), [], [], 0)
         threads = torch.get_num_threads()
         torch.set_num_threads(self.cfg.threads)
         try:
@@ -198,7 +201,7 @@ class SpeakerSegmentation:
             torch.set_num_threads(threads)
         mean = (acc.num / np.maximum(acc.den, 1.0)).astype(np.float32)
         changes = np.unique(np.round(np.concatenate(acc.changes), 2)) if acc.changes else np.zeros(0)
-        return Talk(mean[0], acc.local, mean[1], changes)
+        return Talk(mean[0], acc.local, mean[1], changes, acc.alone)
 
     def _accumulate(self, x: np.ndarray, group: list[int], acc: _Accumulated) -> None:
         """Run the model on the chunks starting at ``group`` (samples) and add what it hears to ``acc``."""
@@ -214,9 +217,10 @@ class SpeakerSegmentation:
             act = self.powerset.to_multilabel(logp).cpu().numpy()  # [chunks, frames, local speakers]
             two = logp.exp()[..., self.two].sum(-1).cpu().numpy()  # [chunks, frames]
         talking = act.sum(axis=-1)
-        alone = (act * (talking == 1)[..., None]).sum(axis=1)  # [chunks, local speakers]: frames talking alone
-        acc.local = max(acc.local, int((alone >= self.cfg.min_local_s / self.frame_step).sum(axis=-1).max()))
-        for s, a, row, p2 in zip(group, act, talking, two):
+        solo = act * (talking == 1)[..., None]  # [chunks, frames, local speakers]: talking alone
+        enough = solo.sum(axis=1) >= self.cfg.min_local_s / self.frame_step  # [chunks, local speakers]
+        acc.local = max(acc.local, int(enough.sum(axis=-1).max()))
+        for s, a, row, p2, alone, ok in zip(group, act, talking, two, solo, enough):
             s0 = s / SAMPLE_RATE
             g0 = int(np.ceil(s0 / GRID_S - 1e-9))
             g1 = min(n_grid, int(np.ceil((s0 + CHUNK_S) / GRID_S - 1e-9)), -(-min(n, s + self.chunk) // 160))
@@ -231,6 +235,9 @@ class SpeakerSegmentation:
             lo = s0 + (EDGE_S if s > 0 else 0.0)
             hi = s0 + CHUNK_S - (EDGE_S if s + self.chunk < n else 0.0)
             acc.changes.append(t[(t > lo) & (t < hi)])
+            for k in np.flatnonzero(ok):
+                g = np.unique(np.rint((s0 + self.frame_centre + np.flatnonzero(alone[:, k]) * self.frame_step) / GRID_S))
+                acc.alone.append(g[g < n_grid].astype(np.int64))
 
 
 @dataclass
@@ -238,6 +245,7 @@ class _Accumulated:
     num: np.ndarray  # [2, frames]: sums of speakers talking, of P(two talk)
     den: np.ndarray  # [frames]: chunks covering each frame
     changes: list[np.ndarray]  # per chunk, times a local speaker starts or stops
+    alone: list[np.ndarray]  # per (chunk, local speaker) talking alone for min_local_s, its 10 ms frames
     local: int  # the most local speakers one chunk holds, each talking alone for min_local_s
 
 

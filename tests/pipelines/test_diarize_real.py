@@ -42,15 +42,16 @@ def test_real_meetings_speaker_count_and_der(real, diarizer):
     assert _speakers(hyp["dev00"]) == _speakers(hyp["dev01"]) == 2
     rep = score({n: r for n, (_, r) in real.items()}, hyp, (0.0,))
     # Measured (collar 0, overlap scored), with segmentation-3.0 (speech Silero misses, windows cut at speaker
-    # changes, a second speaker where two talk with probability >= 0.2, a speaker-count floor): dev00 11.1 %, dev01
-    # 34.3 % (3.3 s of false alarm: the model hears speech in its pauses), trn04 42.7 % (two of its three speakers
-    # found: the third says 3.1 s); the pair 19.7 %. Last session (hard overlap count): 10.3, 34.1, 45.1, 19.2 %.
+    # changes, a second speaker where two talk with probability >= 0.2, a speaker-count floor, voices heard alone
+    # offered as speakers): dev00 11.1 %, dev01 34.3 % (3.3 s of false alarm: the model hears speech in its
+    # pauses), trn04 35.9 % (its three speakers found, the third says 3.1 s; 42.7 % with two before the voices were
+    # offered); the pair 19.7 %. Last session (hard overlap count, two speakers in trn04): 10.3, 34.1, 45.1, 19.2 %.
     # Without the model: 24.2 %, 23.6 %, 60.8 % (one speaker found), the pair 24.0 %; before issue [8]: 53.0 %,
     # 46.3 %, 52.1 %.
     two = score({n: real[n][1] for n in ("dev00", "dev01")}, {n: hyp[n] for n in ("dev00", "dev01")}, (0.0,))
     assert two.overall[0].der < 0.22, two.overall[0]
     assert rep.files["dev00"][0].der < 0.13 and rep.files["dev01"][0].der < 0.37
-    assert rep.files["trn04"][0].der < 0.5 and _speakers(hyp["trn04"]) == 2
+    assert rep.files["trn04"][0].der < 0.4 and _speakers(hyp["trn04"]) == 3
     # overlapped speech is emitted: somewhere two speakers talk at once
     segs = hyp["dev00"] + hyp["dev01"]
     assert any(a[2] != b[2] and b[0] < a[1] for h in (hyp["dev00"], hyp["dev01"]) for a, b in zip(h, h[1:])), segs

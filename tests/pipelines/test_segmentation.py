@@ -59,6 +59,10 @@ def test_counts_follow_the_reference_on_real_meetings(bundled):
         turns = sorted({round(t, 2) for a, b, _ in ref[name] for t in (a, b)})
         bounds += len(turns)
         bounds_heard += sum(1 for t in turns if len(ch) and np.min(np.abs(ch - t)) <= 0.3)
+        for g in talk.alone:  # each voice heard alone for min_local_s: its 10 ms frames
+            assert len(g) >= 2.0 / bundled.frame_step - 1 and np.all(np.diff(g) > 0) and 0 <= g[0] and g[-1] < len(c)
+        if name == "trn04":  # measured: 6 such voices, 92-99 % of their frames where the reference has one talker
+            assert len(talk.alone) >= 4 and all(np.mean(r[g] == 1) > 0.85 for g in talk.alone), talk.alone
     # measured: speech/silence agree on 92 % of the frames; 95 of the 490 overlapped frames (19 %) are heard as
     # two speakers, and 5 of the 8,500 others
     assert agree / n_all > 0.88, agree / n_all
