@@ -549,7 +549,8 @@ class EmbeddedDiarizer:
         return sorted(out)
 
     def _offer_voices(self, voices: np.ndarray, cents: np.ndarray, acc: _WindowAccumulator, emb: np.ndarray,
-                      frames: np.ndarray, score: np.ndarray, path: np.ndarray):
+                      frames: np.ndarray, score: np.ndarray,
+                      path: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Voices the segmentation model heard alone for ``min_local_s`` that are unlike every speaker found (cosine
         below ``merge_sim``) are offered as speakers: grouped (a voice joins a group whose mean it is ``merge_sim``
         like), each group's mean a new centroid, the path found again; an offered speaker who then talks under

